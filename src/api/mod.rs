@@ -1,0 +1,91 @@
+//! The HTTP layer: it only translates. Each file owns one group of routes; [`error`] is the single place
+//! errors become status codes, and [`body`] the single place request bodies are read.
+//!
+//! Prediction and model routes sit behind the `max_in_flight` limit and the request timeout; health,
+//! readiness and `/metrics` do not, so they answer under any load.
+
+pub mod body;
+pub mod error;
+mod health;
+mod models;
+mod predict;
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::state::AppState;
+use error::ApiError;
+
+/// Which model version answered, attached to responses so the metrics layer can label them.
+#[derive(Debug, Clone)]
+pub struct ServedBy {
+    pub model: String,
+    pub version: String,
+}
+
+pub fn router(state: AppState) -> Router {
+    let work = Router::new()
+        .route("/predict", post(predict::predict_default))
+        .route("/models/{name}/predict", post(predict::predict_model))
+        .route("/models/{name}/versions/{version}/predict", post(predict::predict_version))
+        .route("/models", get(models::list))
+        .route("/models/{name}", get(models::describe))
+        .route_layer(middleware::from_fn_with_state(state.clone(), limit));
+    let open = Router::new()
+        .route("/health", get(health::summary))
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/metrics", get(health::metrics));
+    work.merge(open)
+        .route_layer(middleware::from_fn_with_state(state.clone(), track))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+/// Counts and times every routed request, labelled by route template and the model version that answered.
+async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let endpoint = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    if let Some(endpoint) = endpoint {
+        let (model, version) =
+            response.extensions().get::<ServedBy>().map_or(("", ""), |s| (s.model.as_str(), s.version.as_str()));
+        let status = response.status();
+        state.metrics.record_request(model, version, &endpoint, status.as_str(), started.elapsed().as_secs_f64());
+    }
+    response
+}
+
+/// `max_in_flight` (429 at once when full) and `request_timeout_ms` (503 `timeout`). A timed-out handler is
+/// dropped, which drops its place in the inference queue too.
+async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
+        return ApiError::overloaded().into_response();
+    };
+    match state.settings.server.request_timeout_ms {
+        0 => next.run(request).await,
+        ms => match tokio::time::timeout(Duration::from_millis(ms), next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => ApiError::timeout().into_response(),
+        },
+    }
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::not_found(format!("no route for {} {}", request.method(), request.uri().path()))
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}", request.method(), request.uri().path()),
+    )
+}

@@ -1,0 +1,117 @@
+//! Building and running the server: load the model repository, bind, serve, and shut down gracefully.
+//!
+//! [`Application::build`] does everything that can fail at startup (configuration, models, the listener), so
+//! tests start the real server on port 0 exactly as `inferd serve` does, then read [`Application::port`].
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::config::Settings;
+use crate::monitor::Metrics;
+use crate::repository::ModelTable;
+use crate::state::AppState;
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Loads and warms up every configured model version, then binds the listener. Readiness is true once
+    /// this returns.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let started = Instant::now();
+        let models_settings = settings.models.clone();
+        let table = tokio::task::spawn_blocking(move || ModelTable::load(&models_settings))
+            .await
+            .context("model loading panicked")??;
+        let metrics = Metrics::new();
+        for entry in table.models.values() {
+            for version in entry.versions.values() {
+                metrics.set_model_state(&entry.name, &version.version_label, "ready");
+            }
+        }
+        let addr = format!("{}:{}", settings.server.addr, settings.server.port);
+        let listener = TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        let state = AppState::new(settings, table, metrics);
+        state.set_ready();
+        tracing::info!(
+            addr = %listener.local_addr()?,
+            models = state.models.load().models.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "ready"
+        );
+        Ok(Application { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then drains (DESIGN §9): readiness answers 503 at once, requests are
+    /// still served for `shutdown_delay_s`, then the listener closes and in-flight requests get
+    /// `shutdown_timeout_s` to finish.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Application { listener, state } = self;
+        let (close, closed) = tokio::sync::oneshot::channel::<()>();
+        let app = crate::api::router(state.clone());
+        let server = axum::serve(listener, app).with_graceful_shutdown(async {
+            let _ = closed.await;
+        });
+        let mut server = tokio::spawn(server.into_future());
+        tokio::select! {
+            result = &mut server => return result.context("server task failed")?.context("server failed"),
+            () = shutdown => {}
+        }
+        let server_settings = &state.settings.server;
+        state.start_draining();
+        tracing::info!(delay_s = server_settings.shutdown_delay_s, "shutting down: readiness is off");
+        tokio::time::sleep(Duration::from_secs_f64(server_settings.shutdown_delay_s)).await;
+        let _ = close.send(());
+        match tokio::time::timeout(Duration::from_secs_f64(server_settings.shutdown_timeout_s), server).await {
+            Ok(result) => result.context("server task failed")?.context("server failed")?,
+            Err(_) => tracing::warn!("in-flight requests did not finish within shutdown_timeout_s"),
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT; a second one exits the process at once.
+pub async fn shutdown_signal() {
+    wait_for_signal().await;
+    tokio::spawn(async {
+        wait_for_signal().await;
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(130);
+    });
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("cannot install the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

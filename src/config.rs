@@ -1,0 +1,189 @@
+//! Typed settings (DESIGN §7): defaults, then `config.toml`, then `INFERD_*` environment variables with `__`
+//! between levels (`INFERD_SERVER__PORT=9000`). Unknown keys are errors: a misspelt limit must not silently
+//! fall back to its default.
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub models: ModelsSettings,
+    pub batching: BatchingSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    pub addr: String,
+    /// 0 picks a free port (tests).
+    pub port: u16,
+    /// Largest request body accepted (413 beyond).
+    pub max_body_bytes: usize,
+    /// Most instances in one request (413 `too_many_instances` beyond).
+    pub max_instances: usize,
+    /// A prediction request still unanswered after this long gets 503 `timeout` (0 = no limit).
+    pub request_timeout_ms: u64,
+    /// Most requests inside handlers at once; more get 429 `overloaded` at once.
+    pub max_in_flight: usize,
+    /// After SIGTERM, keep serving (with readiness false) this long before closing the listener.
+    pub shutdown_delay_s: f64,
+    /// Then wait at most this long for in-flight requests.
+    pub shutdown_timeout_s: f64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            addr: "127.0.0.1".into(),
+            port: 8080,
+            max_body_bytes: 8 * 1024 * 1024,
+            max_instances: 4096,
+            request_timeout_ms: 30_000,
+            max_in_flight: 1024,
+            shutdown_delay_s: 0.0,
+            shutdown_timeout_s: 30.0,
+        }
+    }
+}
+
+/// Which versions of each model to load.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum VersionPolicy {
+    #[default]
+    Latest,
+    All,
+    List(Vec<u64>),
+}
+
+impl Serialize for VersionPolicy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            VersionPolicy::Latest => s.serialize_str("latest"),
+            VersionPolicy::All => s.serialize_str("all"),
+            VersionPolicy::List(list) => list.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for VersionPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Word(String),
+            List(Vec<u64>),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Word(w) if w == "latest" => Ok(VersionPolicy::Latest),
+            Raw::Word(w) if w == "all" => Ok(VersionPolicy::All),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!(
+                "versions: expected \"latest\", \"all\" or a list of versions, got \"{w}\""
+            ))),
+            Raw::List(list) if list.is_empty() || list.contains(&0) => {
+                Err(serde::de::Error::custom("versions: a list of positive version numbers is expected"))
+            }
+            Raw::List(list) => Ok(VersionPolicy::List(list)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsSettings {
+    /// The model repository (relative paths are relative to the working directory).
+    pub repository: PathBuf,
+    /// The model `POST /predict` serves (default: the only model, if there is one).
+    pub default: Option<String>,
+    pub versions: VersionPolicy,
+}
+
+impl Default for ModelsSettings {
+    fn default() -> Self {
+        ModelsSettings { repository: PathBuf::from("models"), default: None, versions: VersionPolicy::Latest }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchingSettings {
+    /// Rows that may wait for an inference worker; a request that would exceed it gets 503 `queue_full`.
+    pub queue_capacity: usize,
+    /// Inference threads (0 = one per CPU core).
+    pub workers: usize,
+}
+
+impl Default for BatchingSettings {
+    fn default() -> Self {
+        BatchingSettings { queue_capacity: 16_384, workers: 0 }
+    }
+}
+
+impl BatchingSettings {
+    pub fn worker_threads(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
+impl Settings {
+    /// Defaults, then the TOML file (if `path` is given it must exist; otherwise `config.toml` is read when
+    /// present), then `INFERD_*` environment variables.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Settings> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        match path {
+            Some(path) => {
+                anyhow::ensure!(path.is_file(), "{}: configuration file not found", path.display());
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            None if Path::new("config.toml").is_file() => figment = figment.merge(Toml::file_exact("config.toml")),
+            None => {}
+        }
+        figment = figment.merge(Env::prefixed("INFERD_").filter(|key| key.as_str().contains("__")).split("__"));
+        let settings: Settings = figment.extract().map_err(|e| anyhow::anyhow!("configuration: {}", one_line(&e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let s = &self.server;
+        anyhow::ensure!(s.max_body_bytes > 0, "configuration: server.max_body_bytes must be positive");
+        anyhow::ensure!(s.max_instances > 0, "configuration: server.max_instances must be positive");
+        anyhow::ensure!(s.max_in_flight > 0, "configuration: server.max_in_flight must be positive");
+        anyhow::ensure!(
+            s.shutdown_delay_s >= 0.0 && s.shutdown_timeout_s >= 0.0,
+            "configuration: server.shutdown_delay_s and shutdown_timeout_s must not be negative"
+        );
+        anyhow::ensure!(self.batching.queue_capacity > 0, "configuration: batching.queue_capacity must be positive");
+        Ok(())
+    }
+}
+
+fn one_line(error: &figment::Error) -> String {
+    error.clone().into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_policies_parse() {
+        let parse = |v: &str| toml::from_str::<ModelsSettings>(&format!("versions = {v}"));
+        assert_eq!(parse("\"all\"").unwrap().versions, VersionPolicy::All);
+        assert_eq!(parse("[1, 3]").unwrap().versions, VersionPolicy::List(vec![1, 3]));
+        assert!(parse("\"newest\"").is_err());
+        assert!(parse("[0]").is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<Settings>("[server]\nprot = 1").is_err());
+    }
+}

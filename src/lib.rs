@@ -1,0 +1,23 @@
+//! inferd: a model-serving HTTP microservice.
+//!
+//! Data flows one way, `api → preprocess → runtime → monitor`:
+//!
+//! - [`config`]: typed settings from `config.toml` and `INFERD_*` environment variables.
+//! - [`repository`]: the model repository on disk, manifests, loading and validating model versions.
+//! - [`preprocess`]: the manifest's preprocessing steps compiled into a pipeline (raw record → model row).
+//! - [`runtime`]: tract plans and the inference pool that runs them off the async executor.
+//! - [`monitor`]: the Prometheus metrics and drift reference profiles.
+//! - [`api`]: the HTTP routes; it only translates between HTTP and the layers below.
+//! - [`app`]: builds the [`app::Application`] (state, router, listener) and shuts it down gracefully.
+//! - [`cli`]: the `check` and `healthcheck` commands.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod monitor;
+pub mod preprocess;
+pub mod repository;
+pub mod runtime;
+pub mod state;
+pub mod telemetry;

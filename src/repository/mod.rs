@@ -1,0 +1,313 @@
+//! The model repository: `models/NAME/VERSION/{model.onnx, inferd.toml, reference.json, fixtures.json}`.
+//!
+//! [`ModelTable::load`] scans the repository, picks the versions the `[models] versions` policy asks for and
+//! loads each into a [`ModelVersion`]: manifest parsed, preprocessing compiled, tract plan optimised and
+//! warmed up, fixtures replayed. The table is immutable once built; the server holds it behind an `ArcSwap`
+//! so a later reload can replace it whole while requests finish on the versions they started with.
+
+pub mod fixtures;
+pub mod manifest;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::{ModelsSettings, VersionPolicy};
+use crate::monitor::reference::ReferenceProfile;
+use crate::preprocess::Pipeline;
+use crate::runtime::{ModelPlan, OutputKind, RuntimeError};
+use manifest::{Manifest, Task};
+
+/// Errors of the repository layer; each names the file (and field) at fault in one line.
+#[derive(Debug, thiserror::Error)]
+pub enum RepositoryError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: {message}", path.display())]
+    Manifest { path: PathBuf, message: String },
+    #[error("{}: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+    #[error(transparent)]
+    Model(#[from] RuntimeError),
+}
+
+fn invalid(path: &Path, message: impl Into<String>) -> RepositoryError {
+    RepositoryError::Invalid { path: path.to_path_buf(), message: message.into() }
+}
+
+/// One loaded, warmed-up model version: everything a request needs, shared read-only.
+#[derive(Debug)]
+pub struct ModelVersion {
+    pub name: String,
+    pub version: u64,
+    /// The version as it appears in answers and metric labels.
+    pub version_label: String,
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub pipeline: Pipeline,
+    pub plan: Arc<ModelPlan>,
+    pub reference: Option<ReferenceProfile>,
+    pub card: serde_json::Value,
+}
+
+impl ModelVersion {
+    /// Loads and validates `dir` (`models/NAME/VERSION`), and replays `fixtures.json` when present: a version
+    /// that does not reproduce its fixtures is refused.
+    pub fn load(name: &str, version: u64, dir: &Path) -> Result<ModelVersion, RepositoryError> {
+        let loaded = ModelVersion::load_unchecked(name, version, dir)?;
+        let fixtures_path = dir.join("fixtures.json");
+        if fixtures_path.is_file() {
+            let fixtures = fixtures::Fixtures::from_path(&fixtures_path).map_err(|m| invalid(&fixtures_path, m))?;
+            let report = fixtures.replay(&loaded);
+            if let Some(first) = report.mismatches.first() {
+                return Err(invalid(
+                    &fixtures_path,
+                    format!("{} of {} cases differ; first: {first}", report.mismatches.len(), report.cases),
+                ));
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Loads and validates `dir` without replaying its fixtures.
+    pub fn load_unchecked(name: &str, version: u64, dir: &Path) -> Result<ModelVersion, RepositoryError> {
+        let manifest_path = dir.join("inferd.toml");
+        let manifest = Manifest::from_path(&manifest_path)?;
+        let pipeline = Pipeline::compile(&manifest)
+            .map_err(|e| RepositoryError::Manifest { path: manifest_path.clone(), message: e.to_string() })?;
+        let (output, kind) = output_of(&manifest)
+            .map_err(|message| RepositoryError::Manifest { path: manifest_path.clone(), message })?;
+        let model_path = dir.join("model.onnx");
+        if !model_path.is_file() {
+            return Err(invalid(&model_path, "file not found"));
+        }
+        let plan = ModelPlan::load(&model_path, pipeline.row_width(), &output, kind)?;
+
+        let reference_path = dir.join("reference.json");
+        let reference = if reference_path.is_file() {
+            Some(ReferenceProfile::from_path(&reference_path, &manifest).map_err(|m| invalid(&reference_path, m))?)
+        } else {
+            tracing::warn!(model = name, version, "no reference.json: drift monitoring is off for this version");
+            None
+        };
+
+        let card = manifest.card_json();
+        Ok(ModelVersion {
+            name: name.to_string(),
+            version,
+            version_label: version.to_string(),
+            dir: dir.to_path_buf(),
+            manifest,
+            pipeline,
+            plan: Arc::new(plan),
+            reference,
+            card,
+        })
+    }
+
+    pub fn task(&self) -> Task {
+        self.manifest.model.task
+    }
+
+    /// Class labels (classification), in the probabilities' column order.
+    pub fn labels(&self) -> &[String] {
+        &self.manifest.outputs.labels
+    }
+}
+
+/// The ONNX output to keep, and what it holds, from `[outputs]`.
+fn output_of(manifest: &Manifest) -> Result<(String, OutputKind), String> {
+    let outputs = &manifest.outputs;
+    match manifest.model.task {
+        Task::Classification => {
+            if outputs.labels.len() < 2 {
+                return Err("outputs.labels: a classifier needs at least two labels".into());
+            }
+            if let Some((i, _)) = outputs.labels.iter().enumerate().find(|(i, l)| outputs.labels[..*i].contains(l)) {
+                return Err(format!("outputs.labels[{i}]: duplicate label"));
+            }
+            let name = outputs.probabilities.clone().ok_or("outputs.probabilities: required for classification")?;
+            Ok((name, OutputKind::Probabilities { classes: outputs.labels.len() }))
+        }
+        Task::Regression => {
+            if !outputs.labels.is_empty() {
+                return Err("outputs.labels: a regression model has no labels".into());
+            }
+            let name = outputs.value.clone().ok_or("outputs.value: required for regression")?;
+            Ok((name, OutputKind::Value))
+        }
+    }
+}
+
+/// Index of the largest value, the first on ties (NaN never wins).
+pub fn argmax(values: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, v) in values.iter().enumerate() {
+        if *v > values[best] || values[best].is_nan() {
+            best = i;
+        }
+    }
+    best
+}
+
+/// All versions of one model that serve.
+#[derive(Debug)]
+pub struct ModelEntry {
+    pub name: String,
+    pub versions: BTreeMap<u64, Arc<ModelVersion>>,
+}
+
+impl ModelEntry {
+    /// The version unpinned requests get: the highest loaded one.
+    pub fn default_version(&self) -> &Arc<ModelVersion> {
+        self.versions.values().next_back().expect("a model entry always has a version")
+    }
+}
+
+/// Why a request's model or version does not resolve.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LookupError {
+    #[error("no model named '{0}'")]
+    UnknownModel(String),
+    #[error("model '{model}' has no loaded version '{version}'")]
+    UnknownVersion { model: String, version: String },
+    #[error(
+        "no default model: several models are served and `[models] default` is not set; use /models/{{name}}/predict"
+    )]
+    NoDefault,
+}
+
+/// Every served model, immutable once built.
+#[derive(Debug, Default)]
+pub struct ModelTable {
+    pub models: BTreeMap<String, ModelEntry>,
+    pub default_model: Option<String>,
+}
+
+impl ModelTable {
+    /// Scans the repository and loads what the policy selects. Any broken selected version is an error.
+    pub fn load(settings: &ModelsSettings) -> Result<ModelTable, RepositoryError> {
+        let root = &settings.repository;
+        let mut models = BTreeMap::new();
+        for (name, dir) in model_dirs(root)? {
+            let available = version_dirs(&dir)?;
+            if available.is_empty() {
+                return Err(invalid(&dir, "no version directory (a positive integer, e.g. 1/)"));
+            }
+            let chosen: Vec<u64> = match &settings.versions {
+                VersionPolicy::Latest => available.keys().next_back().copied().into_iter().collect(),
+                VersionPolicy::All => available.keys().copied().collect(),
+                VersionPolicy::List(list) => {
+                    if let Some(missing) = list.iter().find(|v| !available.contains_key(v)) {
+                        return Err(invalid(
+                            &dir.join(missing.to_string()),
+                            "version listed in [models] versions not found",
+                        ));
+                    }
+                    list.clone()
+                }
+            };
+            let mut versions = BTreeMap::new();
+            for version in chosen {
+                let started = std::time::Instant::now();
+                let loaded = ModelVersion::load(&name, version, &available[&version])?;
+                tracing::info!(model = %name, version, elapsed_ms = started.elapsed().as_millis() as u64, "model version loaded");
+                versions.insert(version, Arc::new(loaded));
+            }
+            models.insert(name.clone(), ModelEntry { name, versions });
+        }
+        if models.is_empty() {
+            return Err(invalid(root, "no model directory found"));
+        }
+        let default_model = match &settings.default {
+            Some(name) if !models.contains_key(name) => {
+                return Err(invalid(root, format!("[models] default = '{name}' is not a model in the repository")))
+            }
+            Some(name) => Some(name.clone()),
+            None if models.len() == 1 => models.keys().next().cloned(),
+            None => None,
+        };
+        Ok(ModelTable { models, default_model })
+    }
+
+    /// Resolves a request's model (or the default one) and pinned version (or the model's default).
+    pub fn resolve(&self, model: Option<&str>, version: Option<&str>) -> Result<Arc<ModelVersion>, LookupError> {
+        let name = match model {
+            Some(name) => name,
+            None => self.default_model.as_deref().ok_or(LookupError::NoDefault)?,
+        };
+        let entry = self.models.get(name).ok_or_else(|| LookupError::UnknownModel(name.to_string()))?;
+        match version {
+            None => Ok(entry.default_version().clone()),
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .and_then(|v| entry.versions.get(&v))
+                .cloned()
+                .ok_or_else(|| LookupError::UnknownVersion { model: name.to_string(), version: v.to_string() }),
+        }
+    }
+}
+
+/// Model names are `[a-z0-9_-]+`; anything else in the repository (files, dot-directories) is skipped.
+pub fn is_model_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// A version directory is named by a positive integer written without leading zeros.
+pub fn parse_version(name: &str) -> Option<u64> {
+    name.parse::<u64>().ok().filter(|v| *v > 0 && v.to_string() == name)
+}
+
+fn read_dir(dir: &Path) -> Result<Vec<(String, PathBuf)>, RepositoryError> {
+    let io = |source| RepositoryError::Io { path: dir.to_path_buf(), source };
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        if entry.path().is_dir() {
+            entries.push((entry.file_name().to_string_lossy().into_owned(), entry.path()));
+        }
+    }
+    entries.sort();
+    Ok(entries)
+}
+
+fn model_dirs(root: &Path) -> Result<Vec<(String, PathBuf)>, RepositoryError> {
+    Ok(read_dir(root)?
+        .into_iter()
+        .filter(|(name, path)| {
+            let keep = is_model_name(name);
+            if !keep && !name.starts_with('.') {
+                tracing::warn!(path = %path.display(), "skipped: a model directory name is [a-z0-9_-]+");
+            }
+            keep
+        })
+        .collect())
+}
+
+fn version_dirs(dir: &Path) -> Result<BTreeMap<u64, PathBuf>, RepositoryError> {
+    Ok(read_dir(dir)?.into_iter().filter_map(|(name, path)| parse_version(&name).map(|v| (v, path))).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_takes_the_first_of_ties_and_never_nan() {
+        assert_eq!(argmax(&[0.2, 0.4, 0.4]), 1);
+        assert_eq!(argmax(&[f32::NAN, 0.1]), 1);
+        assert_eq!(argmax(&[0.5]), 0);
+    }
+
+    #[test]
+    fn names_and_versions() {
+        assert!(is_model_name("breast_cancer-2"));
+        assert!(!is_model_name("Breast"));
+        assert!(!is_model_name(".staging"));
+        assert_eq!(parse_version("12"), Some(12));
+        assert_eq!(parse_version("0"), None);
+        assert_eq!(parse_version("01"), None);
+        assert_eq!(parse_version(".staging-4"), None);
+    }
+}

@@ -1,0 +1,21 @@
+//! Model execution: one optimised tract plan per model version ([`ModelPlan`]), run on dedicated blocking
+//! threads fed by a bounded queue ([`InferencePool`]), so the async executor only ever awaits.
+
+mod plan;
+mod pool;
+
+pub use plan::{ModelOutput, ModelPlan, OutputKind};
+pub use pool::{InferencePool, InferenceTiming};
+
+/// Errors of the runtime layer.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("{path}: cannot load the model: {message}")]
+    Load { path: String, message: String },
+    #[error("inference failed: {0}")]
+    Inference(String),
+    #[error("the inference queue is full")]
+    QueueFull,
+    #[error("the inference workers have stopped")]
+    Stopped,
+}

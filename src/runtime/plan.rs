@@ -1,0 +1,144 @@
+//! A tract plan for one model version: loaded once, optimised once with a symbolic batch dimension, reused by
+//! every request.
+//!
+//! Only the output the server reads is kept (`select_output_outlets` before optimisation): classifiers are
+//! served from their probabilities alone, the label is the argmax taken in Rust. That sidesteps tract's label
+//! quirks (inverted binary tree labels, MLP's `TDim` labels; see TRACT-NOTES) and prunes the label branch.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+
+use super::RuntimeError;
+
+/// What the kept output holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputKind {
+    /// `[N, K]` class probabilities.
+    Probabilities { classes: usize },
+    /// `[N]` or `[N, 1]` values.
+    Value,
+}
+
+/// The model's answer for a batch, row-major: `rows × width` values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelOutput {
+    pub rows: usize,
+    pub width: usize,
+    pub values: Vec<f32>,
+}
+
+impl ModelOutput {
+    pub fn row(&self, r: usize) -> &[f32] {
+        &self.values[r * self.width..(r + 1) * self.width]
+    }
+}
+
+pub struct ModelPlan {
+    plan: Arc<TypedRunnableModel>,
+    columns: usize,
+    kind: OutputKind,
+}
+
+impl std::fmt::Debug for ModelPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelPlan").field("columns", &self.columns).field("kind", &self.kind).finish()
+    }
+}
+
+impl ModelPlan {
+    /// Loads `model.onnx`, fixes its input to `f32 [N, columns]`, keeps only `output`, optimises, and checks
+    /// with a one-row warm-up run that the output has the expected shape.
+    pub fn load(path: &Path, columns: usize, output: &str, kind: OutputKind) -> Result<ModelPlan, RuntimeError> {
+        let fail = |message: String| RuntimeError::Load { path: path.display().to_string(), message };
+        let plan = build(path, columns, output).map_err(|e| fail(format!("{e:#}").replace('\n', " ")))?;
+        let model = ModelPlan { plan, columns, kind };
+        let warm = model.run(&vec![0.0; columns], 1).map_err(|e| fail(format!("warm-up run failed: {e}")))?;
+        if let OutputKind::Probabilities { classes } = kind {
+            if warm.width != classes {
+                return Err(fail(format!(
+                    "output '{output}' has {} columns but the manifest lists {classes} labels",
+                    warm.width
+                )));
+            }
+        } else if warm.width != 1 {
+            return Err(fail(format!("output '{output}' has {} values per row, expected 1", warm.width)));
+        }
+        Ok(model)
+    }
+
+    pub fn columns(&self) -> usize {
+        self.columns
+    }
+
+    pub fn kind(&self) -> OutputKind {
+        self.kind
+    }
+
+    /// Runs `rows` model rows (row-major, `columns` wide). Blocking: call it from a worker thread.
+    pub fn run(&self, input: &[f32], rows: usize) -> Result<ModelOutput, RuntimeError> {
+        let fail = |e: anyhow::Error| RuntimeError::Inference(format!("{e:#}"));
+        let tensor = Tensor::from_shape(&[rows, self.columns], input).map_err(fail)?;
+        let outputs = self.plan.run(tvec!(tensor.into())).map_err(fail)?;
+        let output = outputs[0].cast_to::<f32>().map_err(fail)?;
+        let values = output.try_as_plain_ram().map_err(fail)?.as_slice::<f32>().map_err(fail)?.to_vec();
+        let width = values.len().checked_div(rows).unwrap_or(0);
+        if width * rows != values.len() {
+            return Err(RuntimeError::Inference(format!("output has {} values for {rows} rows", values.len())));
+        }
+        Ok(ModelOutput { rows, width, values })
+    }
+}
+
+fn build(path: &Path, columns: usize, output: &str) -> TractResult<Arc<TypedRunnableModel>> {
+    let onnx = tract_onnx::onnx().with_ignore_output_types(true);
+    let mut proto = onnx.proto_model_for_path(path)?;
+    if let Some(graph) = proto.graph.as_mut() {
+        graph.node.iter_mut().for_each(index_class_labels);
+    }
+    let mut model = onnx.model_for_proto_model(&proto)?;
+    if model.inputs.len() != 1 {
+        anyhow::bail!("expected one input, found {}", model.inputs.len());
+    }
+    let batch = model.symbols.sym("N");
+    model.set_input_fact(0, f32::fact([batch.to_dim(), columns.to_dim()]).into())?;
+    let outlet = model
+        .outputs
+        .iter()
+        .copied()
+        .find(|o| model.outlet_label(*o) == Some(output) || model.node(o.node).name == output)
+        .ok_or_else(|| {
+            let names: Vec<String> = model
+                .outputs
+                .iter()
+                .map(|o| model.outlet_label(*o).unwrap_or(&model.node(o.node).name).to_string())
+                .collect();
+            anyhow::anyhow!("no output named '{output}' (outputs: {names:?})")
+        })?;
+    model.select_output_outlets(&[outlet])?;
+    // Drop the nodes the kept output does not need (the label branch) before typing: tract cannot type
+    // some of them (a LinearClassifier's string labels), and they would cost time on every run.
+    model.into_compact()?.into_optimized()?.into_runnable()
+}
+
+/// Replaces a classifier node's string class labels by their indices. The label output is never served
+/// (the manifest's `[outputs] labels` name the classes), but tract cannot type string labels on some ops
+/// (a LinearClassifier fails with "String doesn't implement num_traits::Zero"), and the node must be typed
+/// because it also produces the probabilities.
+fn index_class_labels(node: &mut tract_onnx::pb::NodeProto) {
+    use tract_onnx::pb::attribute_proto::AttributeType;
+    let ints_name = match node.op_type.as_str() {
+        "LinearClassifier" | "SVMClassifier" => "classlabels_ints",
+        "TreeEnsembleClassifier" => "classlabels_int64s",
+        _ => return,
+    };
+    for attribute in &mut node.attribute {
+        if attribute.name == "classlabels_strings" {
+            attribute.ints = (0..attribute.strings.len() as i64).collect();
+            attribute.strings.clear();
+            attribute.name = ints_name.to_string();
+            attribute.r#type = AttributeType::Ints as i32;
+        }
+    }
+}

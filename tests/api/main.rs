@@ -1,0 +1,10 @@
+//! Black-box tests: each starts the real server on port 0 with the bundled sample models and speaks HTTP.
+//! Expected predictions come from the fixtures that onnxruntime / scikit-learn computed at export.
+
+mod bad_input;
+mod health;
+mod helpers;
+mod metrics;
+mod models;
+mod predict;
+mod shutdown;

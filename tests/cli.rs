@@ -1,0 +1,89 @@
+//! The `inferd` binary as a user runs it: `check` on the sample models, and `serve` refusing to start on a
+//! broken repository with one line naming the file and the field.
+
+use std::path::Path;
+use std::process::Command;
+
+fn inferd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_inferd"))
+}
+
+fn copy_version(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn check_passes_on_every_sample_model() {
+    for model in ["models/breast_cancer/1", "models/wine/1", "models/diabetes/1", "tests/data/models/all_steps/1"] {
+        let output = inferd().args(["check", model]).output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{model}: {stdout}{}", String::from_utf8_lossy(&output.stderr));
+        assert!(stdout.contains("fixture cases match"), "{stdout}");
+    }
+}
+
+#[test]
+fn check_fails_on_a_fixture_mismatch() {
+    let dir = tempfile::tempdir().unwrap();
+    let version = dir.path().join("breast_cancer/1");
+    copy_version(Path::new("models/breast_cancer/1"), &version);
+    let fixtures = std::fs::read_to_string(version.join("fixtures.json")).unwrap();
+    let mut fixtures: serde_json::Value = serde_json::from_str(&fixtures).unwrap();
+    let probabilities = fixtures["cases"][0]["output"]["probabilities"].as_object_mut().unwrap();
+    for p in probabilities.values_mut() {
+        *p = serde_json::json!(p.as_f64().unwrap() * 0.5 + 0.25);
+    }
+    std::fs::write(version.join("fixtures.json"), fixtures.to_string()).unwrap();
+    let output = inferd().arg("check").arg(&version).output().unwrap();
+    assert!(!output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("MISMATCH") && stdout.contains("case 0"), "{stdout}");
+}
+
+/// Runs `inferd serve` on a repository holding one broken copy of breast_cancer; returns stderr.
+fn serve_broken(break_it: impl FnOnce(&Path)) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let version = dir.path().join("models/breast_cancer/1");
+    copy_version(Path::new("models/breast_cancer/1"), &version);
+    break_it(&version);
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[server]\nport = 0\n[models]\nrepository = \"models\"\n").unwrap();
+    let output = inferd().current_dir(dir.path()).args(["serve", "--config", "config.toml"]).output().unwrap();
+    assert!(!output.status.success(), "a broken repository must not serve");
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    let line = stderr.lines().find(|l| l.starts_with("inferd: ")).unwrap_or_else(|| panic!("{stderr}")).to_string();
+    line
+}
+
+#[test]
+fn serve_refuses_a_broken_manifest_naming_file_and_field() {
+    let line = serve_broken(|v| {
+        let manifest = std::fs::read_to_string(v.join("inferd.toml")).unwrap();
+        std::fs::write(
+            v.join("inferd.toml"),
+            manifest.replacen("op = \"standard_scale\"", "op = \"standard_scale\"\nmean_ = 1", 1),
+        )
+        .unwrap();
+    });
+    assert!(line.contains("models/breast_cancer/1/inferd.toml"), "{line}");
+    assert!(line.contains("mean_"), "{line}");
+
+    let line = serve_broken(|v| {
+        let manifest = std::fs::read_to_string(v.join("inferd.toml")).unwrap();
+        let shortened = manifest.replacen("scale = [\n", "scale = [\n    1.0,\n", 1);
+        std::fs::write(v.join("inferd.toml"), shortened).unwrap();
+    });
+    assert!(line.contains("inferd.toml") && line.contains("preprocess[0].scale"), "{line}");
+}
+
+#[test]
+fn serve_refuses_a_broken_model_file_naming_it() {
+    let line = serve_broken(|v| std::fs::write(v.join("model.onnx"), b"not an onnx file").unwrap());
+    assert!(line.contains("models/breast_cancer/1/model.onnx"), "{line}");
+    let line = serve_broken(|v| std::fs::remove_file(v.join("model.onnx")).unwrap());
+    assert!(line.contains("model.onnx") && line.contains("not found"), "{line}");
+}
