@@ -87,3 +87,63 @@ fn serve_refuses_a_broken_model_file_naming_it() {
     let line = serve_broken(|v| std::fs::remove_file(v.join("model.onnx")).unwrap());
     assert!(line.contains("model.onnx") && line.contains("not found"), "{line}");
 }
+
+#[test]
+fn environment_variables_override_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.toml"), "[server]\nport = 0\n[models]\nrepository = \"models\"\n").unwrap();
+    let output = inferd()
+        .current_dir(dir.path())
+        .env("INFERD_MODELS__REPOSITORY", "elsewhere/repo")
+        .args(["serve", "--config", "config.toml"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("elsewhere/repo"), "{stderr}");
+
+    let output = inferd()
+        .current_dir(dir.path())
+        .env("INFERD_SERVER__PROT", "9000")
+        .args(["serve", "--config", "config.toml"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("prot"), "a misspelt key is refused: {stderr}");
+}
+
+/// The real binary: ready on the bundled config, then SIGTERM → exit 0.
+#[cfg(unix)]
+#[test]
+fn serve_is_ready_then_exits_cleanly_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = inferd()
+        .args(["serve", "--config", "config.toml"])
+        .env("INFERD_SERVER__PORT", port.to_string())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let started = Instant::now();
+    let url = format!("http://127.0.0.1:{port}/health/ready");
+    while inferd().args(["healthcheck", &url]).status().map(|s| !s.success()).unwrap_or(true) {
+        assert!(started.elapsed() < Duration::from_secs(30), "not ready within 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "exit status after SIGTERM");
+    let logs: Vec<String> = rx.try_iter().collect();
+    assert!(logs.iter().any(|l| l.contains("stopped")), "{logs:?}");
+}

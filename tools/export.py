@@ -130,6 +130,17 @@ def _check_categories(cats, feature: str) -> list:
     return cats
 
 
+def _shift_scale(t: "Trace", slots: list, name: str, op: str, shift_key: str, shift, scale) -> list:
+    """A `(x - shift) / scale` step (StandardScaler, RobustScaler); a disabled part is 0 or 1."""
+    _elementwise(slots, name)
+    n = len(slots)
+    params = {shift_key: _floats(shift) if shift is not None else [0.0] * n,
+              "scale": _floats(scale) if scale is not None else [1.0] * n}
+    t.numeric.update(s.feature for s in slots)
+    t.add(op, slots, **params)
+    return slots
+
+
 def trace_transformer(tr, slots: list, t: Trace) -> list:
     """Translates fitted transformer `tr` applied to the columns `slots`; returns the output columns' slots."""
     from sklearn.compose import ColumnTransformer
@@ -174,13 +185,8 @@ def trace_transformer(tr, slots: list, t: Trace) -> list:
         t.add("impute", slots, values=[t.imputed[s.feature] for s in slots])
         return slots
     if type(tr) is StandardScaler:
-        _elementwise(slots, name)
-        n = len(slots)
-        mean = _floats(tr.mean_) if tr.with_mean else [0.0] * n
-        scale = _floats(tr.scale_) if tr.with_std else [1.0] * n
-        t.numeric.update(s.feature for s in slots)
-        t.add("standard_scale", slots, mean=mean, scale=scale)
-        return slots
+        return _shift_scale(t, slots, name, "standard_scale", "mean", tr.mean_ if tr.with_mean else None,
+                            tr.scale_ if tr.with_std else None)
     if type(tr) is MinMaxScaler:
         _elementwise(slots, name)
         t.numeric.update(s.feature for s in slots)
@@ -190,13 +196,8 @@ def trace_transformer(tr, slots: list, t: Trace) -> list:
             t.add("clip", slots, lower=[float(lo)] * len(slots), upper=[float(hi)] * len(slots))
         return slots
     if type(tr) is RobustScaler:
-        _elementwise(slots, name)
-        n = len(slots)
-        center = _floats(tr.center_) if tr.with_centering else [0.0] * n
-        scale = _floats(tr.scale_) if tr.with_scaling else [1.0] * n
-        t.numeric.update(s.feature for s in slots)
-        t.add("robust_scale", slots, center=center, scale=scale)
-        return slots
+        return _shift_scale(t, slots, name, "robust_scale", "center", tr.center_ if tr.with_centering else None,
+                            tr.scale_ if tr.with_scaling else None)
     if type(tr) is FunctionTransformer:
         return _trace_function(tr, slots, t)
     if type(tr) is OneHotEncoder:

@@ -1,5 +1,5 @@
 //! Watching the server: the Prometheus registry and its typed recording helpers ([`metrics`]), and the drift
-//! reference profiles shipped with each model version ([`reference`]).
+//! reference profiles shipped with each model version ([`mod@reference`]).
 
 pub mod metrics;
 pub mod reference;
