@@ -9,7 +9,7 @@
 //! - [`monitor`]: the Prometheus metrics and drift reference profiles.
 //! - [`api`]: the HTTP routes; it only translates between HTTP and the layers below.
 //! - [`app`]: builds the [`app::Application`] (state, router, listener) and shuts it down gracefully.
-//! - [`cli`]: the `check` and `healthcheck` commands.
+//! - [`cli`]: the `check` and `healthcheck` commands; [`score`]: batch scoring of CSV files.
 
 pub mod api;
 pub mod app;
@@ -19,5 +19,6 @@ pub mod monitor;
 pub mod preprocess;
 pub mod repository;
 pub mod runtime;
+pub mod score;
 pub mod state;
 pub mod telemetry;

@@ -33,6 +33,30 @@ enum Command {
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
     },
+    /// Score a CSV file with a model, through the same preprocessing and plan as the server.
+    Score {
+        /// Model name in the repository (`[models] repository` of the configuration).
+        #[arg(long)]
+        model: String,
+        /// Version (default: the highest in the repository).
+        #[arg(long)]
+        version: Option<u64>,
+        /// CSV with a header of feature names (other columns are carried through).
+        #[arg(long)]
+        input: PathBuf,
+        /// Where to write the input rows with their prediction columns.
+        #[arg(long)]
+        output: PathBuf,
+        /// Stop at the first bad row instead of reporting and skipping it.
+        #[arg(long)]
+        strict: bool,
+        /// Rows per model run.
+        #[arg(long, default_value_t = 4096)]
+        batch_rows: usize,
+        /// Configuration file (default: ./config.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Probe readiness (for a container HEALTHCHECK); exits 0 when the URL answers 200.
     Healthcheck {
         /// Default: http://127.0.0.1:$INFERD_SERVER__PORT/health/ready (port 8080 when unset).
@@ -71,6 +95,19 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Command::Score { model, version, input, output, strict, batch_rows, config } => {
+            let options = inferd::score::ScoreOptions { batch_rows: batch_rows.max(1), strict, progress: true };
+            match score(config, &model, version, &input, &output, &options) {
+                Ok(summary) => {
+                    eprintln!("{}: {} rows scored, {} bad rows skipped", output.display(), summary.scored, summary.bad);
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("inferd score: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Healthcheck { url } => match inferd::cli::healthcheck(url.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -79,6 +116,19 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn score(
+    config: Option<PathBuf>,
+    model: &str,
+    version: Option<u64>,
+    input: &std::path::Path,
+    output: &std::path::Path,
+    options: &inferd::score::ScoreOptions,
+) -> anyhow::Result<inferd::score::ScoreSummary> {
+    let settings = Settings::load(config.as_deref())?;
+    let loaded = inferd::repository::load_version(&settings.models.repository, model, version)?;
+    inferd::score::score(&loaded, input, output, options)
 }
 
 fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {

@@ -368,6 +368,51 @@ impl Pipeline {
         }
     }
 
+    /// Appends one record given as text fields (a CSV row): `fields[i]` is the text of feature `i`, or `None`
+    /// where the input has no column for it. Empty text is missing (as pandas writes NaN); `field` names a
+    /// feature's column in errors.
+    pub fn parse_text_record(
+        &self,
+        fields: &[Option<&str>],
+        field: impl Fn(usize) -> String,
+        batch: &mut RecordBatch,
+    ) -> Result<(), RecordError> {
+        let start = batch.values.len();
+        let result = self.parse_text_values(fields, &field, batch);
+        if result.is_err() {
+            batch.values.truncate(start);
+        }
+        result
+    }
+
+    fn parse_text_values(
+        &self,
+        fields: &[Option<&str>],
+        field: &impl Fn(usize) -> String,
+        batch: &mut RecordBatch,
+    ) -> Result<(), RecordError> {
+        let start = batch.values.len();
+        for (i, spec) in self.features.iter().enumerate() {
+            let text = fields.get(i).copied().flatten().map(str::trim).unwrap_or("");
+            let value = match spec.kind {
+                _ if text.is_empty() => RawValue::Missing,
+                FeatureType::Number => match text.parse::<f64>() {
+                    Ok(x) if x.is_finite() => RawValue::Number(x),
+                    Ok(x) if x.is_nan() => RawValue::Missing,
+                    _ => {
+                        return Err(RecordError {
+                            field: field(i),
+                            kind: RecordErrorKind::WrongType { expected: "a finite number", got: "text" },
+                        })
+                    }
+                },
+                FeatureType::Category => RawValue::Category(Arc::from(text)),
+            };
+            batch.values.push(value);
+        }
+        self.check_required(&batch.values[start..], field)
+    }
+
     fn check_required(&self, record: &[RawValue], field: impl Fn(usize) -> String) -> Result<(), RecordError> {
         for (i, value) in record.iter().enumerate() {
             if *value == RawValue::Missing && self.features[i].required {

@@ -8,14 +8,19 @@ it is translated into the manifest's `[[preprocess]]` steps (DESIGN.md §3), bec
 ONNX-ML transformer ops and the raw named values are what drift monitoring needs. The translation is proved
 before anything is written: our own numpy implementation of the manifest steps must reproduce
 `pipeline[:-1].transform` on the whole training frame, and onnxruntime on `model.onnx` fed with those rows must
-reproduce `predict_proba` / `predict`. Whatever cannot be exported faithfully is refused with a one-line reason
-(`export: refused: …`, exit status 2).
+reproduce `predict_proba` / `predict`, and the label inferd serves (argmax of the probabilities) must be the
+pipeline's `predict`. Whatever cannot be exported faithfully is refused with a one-line reason
+(`export: refused: …`, exit status 2). docs/models.md lists the supported families (linear, trees and forests,
+scikit-learn / XGBoost / LightGBM gradient boosting, SVMs, calibrated classifiers, MLPs), the ONNX ops each
+becomes and the converter quirks worked around here; tools/export_onnx.py packages an ONNX file from elsewhere.
 
 Importable: `export(pipeline, frame, out_dir, ...)` does the same without a joblib / CSV round trip.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import datetime
 import json
 import math
@@ -46,31 +51,116 @@ def refuse(reason: str):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Estimators: one entry per supported final estimator class. To add a family (tree regressors, XGBoost, …)
-# add its class name here with its task, and make sure its converter is registered with skl2onnx.
+# Estimators: one entry per supported final estimator class (docs/models.md lists the ONNX ops each emits).
+# To add a family, add its class name here with its task, make sure a converter is registered with skl2onnx
+# (`_boosting_converters` shows how for another library), and add what it cannot do to `check_estimator`.
 # ---------------------------------------------------------------------------------------------------------
 ESTIMATORS = {
+    # linear
     "LogisticRegression": "classification",
-    "DecisionTreeClassifier": "classification",
-    "RandomForestClassifier": "classification",
-    "MLPClassifier": "classification",
     "LinearRegression": "regression",
     "Ridge": "regression",
     "Lasso": "regression",
+    "LinearSVR": "regression",
+    # trees and tree ensembles (scikit-learn)
+    "DecisionTreeClassifier": "classification",
+    "DecisionTreeRegressor": "regression",
+    "RandomForestClassifier": "classification",
+    "RandomForestRegressor": "regression",
+    "ExtraTreesClassifier": "classification",
+    "ExtraTreesRegressor": "regression",
+    "GradientBoostingClassifier": "classification",
+    "GradientBoostingRegressor": "regression",
+    "HistGradientBoostingClassifier": "classification",
+    "HistGradientBoostingRegressor": "regression",
+    # gradient boosting libraries, through their scikit-learn wrappers (onnxmltools converters)
+    "XGBClassifier": "classification",
+    "XGBRegressor": "regression",
+    "LGBMClassifier": "classification",
+    "LGBMRegressor": "regression",
+    # kernel machines
+    "SVC": "classification",  # probability=True only (check_estimator)
+    "SVR": "regression",
+    "CalibratedClassifierCV": "classification",  # method="sigmoid" around a supported classifier or LinearSVC
+    # neural networks
+    "MLPClassifier": "classification",
     "MLPRegressor": "regression",
 }
+# Classifiers without probabilities: inferd serves class probabilities (and confidence, and their drift), so
+# a margin is never passed off as one. CalibratedClassifierCV turns either into a probabilistic model.
+NO_PROBABILITIES = {
+    "LinearSVC": "LinearSVC has no predict_proba and inferd serves class probabilities; wrap it: "
+                 "CalibratedClassifierCV(LinearSVC(), ensemble=False)",
+    "SVC": "SVC(probability=False) has no predict_proba and inferd serves class probabilities; use "
+           "CalibratedClassifierCV(SVC(), ensemble=False) (or SVC(probability=True), deprecated in scikit-learn 1.9)",
+}
+SVM_KERNELS = ("linear", "poly", "rbf", "sigmoid")  # what skl2onnx's SVMClassifier / SVMRegressor express
+BOOSTING_LIBRARIES = ("xgboost", "lightgbm")
 
 
 def estimator_task(est) -> str:
     name = type(est).__name__
     if name not in ESTIMATORS:
+        if name in NO_PROBABILITIES:
+            refuse(NO_PROBABILITIES[name])
         refuse(f"unsupported estimator {name} (supported: {', '.join(sorted(ESTIMATORS))})")
     task = ESTIMATORS[name]
     if task == "regression" and np.ndim(getattr(est, "coef_", np.zeros(1))) > 1 and np.shape(est.coef_)[0] > 1:
         refuse(f"{name} has several regression targets; inferd serves one value per row")
     if task == "regression" and getattr(est, "n_outputs_", 1) != 1:
         refuse(f"{name} has several regression targets; inferd serves one value per row")
+    check_estimator(est)
     return task
+
+
+def check_estimator(est):
+    """Family rules beyond the class name: what the converters cannot express faithfully, refused up front with
+    the reason (the numeric proof in `build` would refuse most of it too, with a less helpful message)."""
+    name = type(est).__name__
+    if name in ("SVC", "SVR"):
+        if name == "SVC" and not _has_probabilities(est):
+            refuse(NO_PROBABILITIES["SVC"])
+        _check_kernel(est)
+    if name == "CalibratedClassifierCV":
+        if est.method != "sigmoid":
+            # skl2onnx 1.20: isotonic becomes a step function (IsotonicRegression interpolates linearly, ~0.01
+            # off on iris), temperature scaling fails to convert at all
+            refuse(f"CalibratedClassifierCV(method={est.method!r}) is not supported (method='sigmoid' only)")
+        for inner in {id(c.estimator): c.estimator for c in est.calibrated_classifiers_}.values():
+            inner_name = type(inner).__name__
+            if inner_name == "SVC":  # calibrated, it needs no probability=True
+                _check_kernel(inner)
+            elif inner_name == "LinearSVC":
+                pass
+            elif ESTIMATORS.get(inner_name) != "classification" or inner_name == "CalibratedClassifierCV":
+                refuse(f"CalibratedClassifierCV around {inner_name} is not supported")
+            else:
+                check_estimator(inner)
+
+
+def _check_kernel(svm):
+    if not isinstance(svm.kernel, str) or svm.kernel not in SVM_KERNELS:
+        refuse(f"{type(svm).__name__}(kernel={svm.kernel!r}) is not supported (kernels: {', '.join(SVM_KERNELS)})")
+
+
+def inner_estimators(est) -> list:
+    """`est` and, for a CalibratedClassifierCV, the fitted classifiers it calibrates."""
+    out = [est]
+    for c in getattr(est, "calibrated_classifiers_", None) or []:
+        out.append(c.estimator)
+    return out
+
+
+def predict_follows_probabilities(est) -> bool:
+    """Whether the estimator's own `predict` is the argmax of its `predict_proba` (then the served label must
+    equal `predict`). SVC(probability=True) predicts by one-vs-one votes, which libsvm's Platt-scaled
+    probabilities contradict on a few rows: scikit-learn documents the inconsistency."""
+    return not (type(est).__name__ == "SVC" and _has_probabilities(est))
+
+
+def _has_probabilities(est) -> bool:
+    # not `est.probability`: scikit-learn 1.9's default for it is the truthy string "deprecated" (meaning False)
+    return hasattr(est, "predict_proba")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -433,23 +523,109 @@ def _estimator_summary(est) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+def _boosting_converters(est):
+    """Registers with skl2onnx the onnxmltools converters of the XGBoost / LightGBM scikit-learn wrappers that
+    `est` uses (the documented skl2onnx recipe). The shape calculators are skl2onnx's own: onnxmltools' classifier
+    calculators check for onnxmltools' tensor types and reject the skl2onnx ones a pipeline conversion passes."""
+    libraries = {type(e).__module__.split(".")[0] for e in inner_estimators(est)} & set(BOOSTING_LIBRARIES)
+    if not libraries:
+        return
+    try:
+        from skl2onnx import update_registered_converter
+        from skl2onnx.common.shape_calculator import (calculate_linear_classifier_output_shapes,
+                                                      calculate_linear_regressor_output_shapes)
+    except ImportError as e:
+        refuse(f"skl2onnx is incomplete: {_first_line(e)}")
+    classifier_options = {"nocl": [True, False], "zipmap": [True, False, "columns"]}
+    for library in sorted(libraries):
+        try:
+            if library == "xgboost":
+                from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost as convert
+                from xgboost import XGBClassifier as Classifier, XGBRegressor as Regressor
+                prefix = "XGBoostXGB"
+            else:
+                from lightgbm import LGBMClassifier as Classifier, LGBMRegressor as Regressor
+                from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm as convert
+                prefix = "LightGbmLGBM"
+        except ImportError as e:
+            refuse(f"{type(est).__name__} needs onnxmltools and {library} "
+                   f"(pip install -r tools/requirements-boosting.txt): {_first_line(e)}")
+        update_registered_converter(Classifier, prefix + "Classifier", calculate_linear_classifier_output_shapes,
+                                    convert, options=classifier_options)
+        update_registered_converter(Regressor, prefix + "Regressor", calculate_linear_regressor_output_shapes,
+                                    convert)
+
+
+def _xgboost_positional_names(est):
+    """onnxmltools reads XGBoost splits by feature name and understands only the positional "f0", "f1", … that a
+    booster fitted on a numpy array has; fitted on a DataFrame (an XGB estimator first in the pipeline), it
+    fails with "Unable to interpret 'mean radius'". The ONNX input is positional anyway, so a copy of `est` whose
+    boosters forget their feature names is converted; the user's estimator is left as it is."""
+    xgb_inside = [e for e in inner_estimators(est) if type(e).__module__.split(".")[0] == "xgboost"]
+    if not any(e.get_booster().feature_names for e in xgb_inside):
+        return est
+    est = copy.deepcopy(est)
+    for e in inner_estimators(est):
+        if type(e).__module__.split(".")[0] == "xgboost":
+            e.get_booster().feature_names = None
+    return est
+
+
+@contextlib.contextmanager
+def _missing_tracks_as_ints():
+    """skl2onnx 1.20 under scikit-learn 1.9 builds the TreeEnsemble nodes of HistGradientBoosting* with Python /
+    numpy booleans among the integers of `nodes_missing_value_tracks_true`, which onnx's make_node rejects
+    ("Expected an int, got a boolean"). While those two converters run, their container casts the items of that
+    one attribute to int as the node is added (False → 0, True → 1: the values ONNX defines). Nothing else is
+    touched, and the registered converters are restored afterwards."""
+    from skl2onnx.common._registration import _converter_pool
+
+    def with_int_tracks(convert):
+        def run(scope, operator, container):
+            add_node = container.add_node
+
+            def add_node_int_tracks(op_type, *args, **attrs):
+                if op_type in ("TreeEnsembleClassifier", "TreeEnsembleRegressor"):
+                    for key in attrs:
+                        if key.endswith("missing_value_tracks_true") and isinstance(attrs[key], (list, tuple)):
+                            attrs[key] = [int(v) for v in attrs[key]]
+                return add_node(op_type, *args, **attrs)
+
+            container.add_node = add_node_int_tracks
+            try:
+                return convert(scope, operator, container)
+            finally:
+                del container.add_node  # back to the class's method
+        return run
+
+    aliases = ("SklearnHistGradientBoostingClassifier", "SklearnHistGradientBoostingRegressor")
+    saved = {a: _converter_pool[a] for a in aliases if a in _converter_pool}
+    try:
+        for alias, registered in saved.items():
+            _converter_pool[alias] = type(registered)(with_int_tracks(registered), registered.get_allowed_options())
+        yield
+    finally:
+        _converter_pool.update(saved)
+
+
 def _convert(est, n_columns: int, task: str):
     import onnx
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
+    _boosting_converters(est)
+    est = _xgboost_positional_names(est)
     options = {id(est): {"zipmap": False}} if task == "classification" else None
     try:
-        onx = convert_sklearn(est, initial_types=[("input", FloatTensorType([None, n_columns]))],
-                              options=options, target_opset=TARGET_OPSET)
+        with _missing_tracks_as_ints():
+            onx = convert_sklearn(est, initial_types=[("input", FloatTensorType([None, n_columns]))],
+                                  options=options, target_opset=TARGET_OPSET)
+    except ExportRefused:
+        raise
     except Exception as e:  # skl2onnx raises many types; the user needs its message on one line
         refuse(f"skl2onnx cannot convert {type(est).__name__}: {_first_line(e)}")
     onx.graph.name = type(est).__name__  # skl2onnx names the graph with a random uuid; keep exports reproducible
-    for value in list(onx.graph.input) + list(onx.graph.output):
-        dims = value.type.tensor_type.shape.dim
-        if len(dims) > 0:
-            dims[0].ClearField("dim_value")
-            dims[0].dim_param = "N"
+    name_batch_dimension(onx)
     # skl2onnx may list a domain twice in opset_import (seen: "" 17 twice); keep one entry per domain
     versions = {}
     for op in onx.opset_import:
@@ -457,8 +633,21 @@ def _convert(est, n_columns: int, task: str):
     del onx.opset_import[:]
     for domain, version in versions.items():
         onx.opset_import.add(domain=domain, version=version)
-    onnx.checker.check_model(onx, full_check=True)
+    try:
+        onnx.checker.check_model(onx, full_check=True)
+    except Exception as e:
+        refuse(f"the converted {type(est).__name__} is not a valid ONNX model: {_first_line(e)}")
     return onx
+
+
+def name_batch_dimension(onx):
+    """Names the first dimension of every graph input and output "N" (skl2onnx leaves it unnamed; tract then
+    needs an input fact, and a fixed batch of 1 would serve one row at a time)."""
+    for value in list(onx.graph.input) + list(onx.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) > 0:
+            dims[0].ClearField("dim_value")
+            dims[0].dim_param = "N"
 
 
 def _run_onnx(onx, rows: np.ndarray, output: str) -> np.ndarray:
@@ -591,6 +780,10 @@ def build(pipeline, frame: pd.DataFrame, description=None, target=None, baseline
     if target is not None and target in names:
         refuse(f"--target column {target!r} is an input of the pipeline")
     absent = [n for n in names if n not in frame.columns]
+    if absent and type(pipeline.steps[0][1]).__module__.split(".")[0] == "lightgbm":
+        refuse(f"LightGBM reports the pipeline's input columns renamed (e.g. {absent[0]!r}: spaces and special "
+               "characters replaced), so they cannot be matched to the data: fit it on columns named without them, "
+               "or put a preprocessing step (e.g. a ColumnTransformer) before it")
     if absent:
         refuse(f"the reference data lacks the pipeline's input columns {absent}")
 
@@ -678,8 +871,8 @@ def build(pipeline, frame: pd.DataFrame, description=None, target=None, baseline
             refuse(f"onnxruntime probabilities disagree with predict_proba on row {r}: "
                    f"{probs[r].tolist()} vs {np.asarray(expected[r]).tolist()}")
         predicted = [labels[i] for i in np.argmax(probs, axis=1)]
+        _check_labels(est, pipeline, x, predicted, expected, labels, manifest)
         manifest["outputs"] = {"labels": labels, "probabilities": prob_name}
-        prediction_profile = category_profile(predicted, labels, len(frame))
     else:
         value_name = "variable" if "variable" in out_names else None
         if value_name is None:
@@ -694,31 +887,75 @@ def build(pipeline, frame: pd.DataFrame, description=None, target=None, baseline
         if not ok.all():
             r = int(np.flatnonzero(~ok)[0])
             refuse(f"onnxruntime value disagrees with predict on row {r}: {values[r]!r} vs {expected[r]!r}")
-        predicted = values
         manifest["outputs"] = {"value": value_name}
-        prediction_profile = number_profile(values, len(frame))
 
+    reference, fixtures = finish(manifest, frame, rows_json, probs if task == "classification" else values,
+                                 target, baseline, n_fixtures)
+    return onx, manifest, reference, fixtures
+
+
+def _near_tie(probabilities: np.ndarray) -> np.ndarray:
+    """Rows whose two highest probabilities are so close that float32 inference may order them either way."""
+    top = np.sort(np.asarray(probabilities, dtype=np.float64), axis=1)[:, -2:]
+    return top[:, 1] - top[:, 0] <= 2 * FIXTURE_TOLERANCE * np.maximum(1.0, top[:, 1])
+
+
+def _check_labels(est, pipeline, x, served: list, expected_probs, labels: list, manifest: dict):
+    """The label inferd serves (argmax of the exported probabilities, first on ties) must be the pipeline's own
+    `predict` on every reference row, but for near-ties. For SVC(probability=True), whose `predict` votes
+    instead, it must be the argmax of `predict_proba`; the rows where `predict` says otherwise are counted in
+    the card (`label_rule`) and `export` prints them as a note."""
+    served = np.asarray(served, dtype=object)
+    tie = _near_tie(expected_probs)
+    own = np.asarray([str(v) for v in pipeline.predict(x)], dtype=object)
+    by_proba = np.asarray(labels, dtype=object)[np.argmax(expected_probs, axis=1)]
+    reference = own if predict_follows_probabilities(est) else by_proba
+    bad = np.flatnonzero((served != reference) & ~tie)
+    if bad.size:
+        r = int(bad[0])
+        refuse(f"served label (argmax of the onnxruntime probabilities) disagrees with predict on {bad.size} "
+               f"reference rows, first row {r}: {served[r]!r} vs {reference[r]!r}")
+    if not predict_follows_probabilities(est):
+        votes = int(np.sum((own != by_proba) & ~tie))
+        manifest["model"]["card"]["label_rule"] = (
+            f"argmax of predict_proba; {type(est).__name__}.predict (one-vs-one votes) differs on {votes} of "
+            f"{len(own)} reference rows")
+
+
+def finish(manifest: dict, frame: pd.DataFrame, rows_json: list, outputs: np.ndarray, target=None, baseline=None,
+           n_fixtures=DEFAULT_FIXTURES):
+    """The card's baseline (into `manifest`), the reference profile and the fixtures, from the model's outputs
+    on every reference row: `[N, K]` probabilities in `labels` order (classification) or `[N]` values."""
+    features = manifest["features"]
+    task = manifest["model"]["task"]
+    rows = len(frame)
+    if task == "classification":
+        labels = manifest["outputs"]["labels"]
+        predicted = [labels[i] for i in np.argmax(outputs, axis=1)]
+        prediction_profile = category_profile(predicted, labels, rows)
+    else:
+        predicted = np.asarray(outputs, dtype=np.float64)
+        prediction_profile = number_profile(predicted, rows)
     card_baseline = _baseline(task, target, frame, predicted, baseline)
     if card_baseline:
         manifest["model"]["card"]["baseline"] = card_baseline
 
-    reference = {"rows": len(frame), "features": {}, "prediction": prediction_profile}
+    reference = {"rows": rows, "features": {}, "prediction": prediction_profile}
     for f in features:
         col = [r[f["name"]] for r in rows_json]
-        reference["features"][f["name"]] = (category_profile(col, f["categories"], len(frame))
-                                            if f["type"] == "category" else number_profile(col, len(frame)))
+        reference["features"][f["name"]] = (category_profile(col, f["categories"], rows)
+                                            if f["type"] == "category" else number_profile(col, rows))
 
     cases = []
     for i in _fixture_indices(frame, features, n_fixtures):
         if task == "classification":
-            p = probs[i]
+            p = outputs[i]
             cases.append({"input": rows_json[i], "output": {
                 "label": labels[int(np.argmax(p))],
                 "probabilities": {label: float(v) for label, v in zip(labels, p)}}})
         else:
             cases.append({"input": rows_json[i], "output": {"value": float(predicted[i])}})
-    fixtures = {"tolerance": FIXTURE_TOLERANCE, "cases": cases}
-    return onx, manifest, reference, fixtures
+    return reference, {"tolerance": FIXTURE_TOLERANCE, "cases": cases}
 
 
 def write_manifest(manifest: dict) -> str:
@@ -803,6 +1040,8 @@ def main(argv=None) -> int:
     except ExportRefused as e:
         print(f"export: refused: {e}", file=sys.stderr)
         return 2
+    if "label_rule" in manifest["model"]["card"]:
+        print(f"export: note: served label = {manifest['model']['card']['label_rule']}", file=sys.stderr)
     print(f"export: wrote {args.out} ({manifest['model']['task']}, {len(manifest['features'])} features)")
     return 0
 

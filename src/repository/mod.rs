@@ -249,6 +249,23 @@ impl ModelTable {
     }
 }
 
+/// Loads one version of one model from the repository (the highest when `version` is `None`), as the server
+/// would: fixtures replayed.
+pub fn load_version(root: &Path, name: &str, version: Option<u64>) -> Result<ModelVersion, RepositoryError> {
+    let dir = root.join(name);
+    if !is_model_name(name) || !dir.is_dir() {
+        return Err(invalid(&dir, "no such model in the repository"));
+    }
+    let available = version_dirs(&dir)?;
+    let (version, path) = match version {
+        Some(v) => (v, available.get(&v).ok_or_else(|| invalid(&dir.join(v.to_string()), "no such version"))?),
+        None => {
+            available.iter().next_back().map(|(v, p)| (*v, p)).ok_or_else(|| invalid(&dir, "no version directory"))?
+        }
+    };
+    ModelVersion::load(name, version, path)
+}
+
 /// Model names are `[a-z0-9_-]+`; anything else in the repository (files, dot-directories) is skipped.
 pub fn is_model_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')

@@ -1,6 +1,7 @@
 //! Model execution: one optimised tract plan per model version ([`ModelPlan`]), run on dedicated blocking
 //! threads fed by a bounded queue ([`InferencePool`]), so the async executor only ever awaits.
 
+mod ops;
 mod plan;
 mod pool;
 

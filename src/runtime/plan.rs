@@ -92,7 +92,7 @@ impl ModelPlan {
 }
 
 fn build(path: &Path, columns: usize, output: &str) -> TractResult<Arc<TypedRunnableModel>> {
-    let onnx = tract_onnx::onnx().with_ignore_output_types(true);
+    let onnx = super::ops::onnx().with_ignore_output_types(true);
     let mut proto = onnx.proto_model_for_path(path)?;
     if let Some(graph) = proto.graph.as_mut() {
         graph.node.iter_mut().for_each(index_class_labels);

@@ -7,4 +7,5 @@ mod helpers;
 mod metrics;
 mod models;
 mod predict;
+mod score;
 mod shutdown;
