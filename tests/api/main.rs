@@ -4,6 +4,7 @@
 mod bad_input;
 mod health;
 mod helpers;
+mod matrix;
 mod metrics;
 mod models;
 mod predict;
