@@ -627,12 +627,7 @@ def _convert(est, n_columns: int, task: str):
     onx.graph.name = type(est).__name__  # skl2onnx names the graph with a random uuid; keep exports reproducible
     name_batch_dimension(onx)
     # skl2onnx may list a domain twice in opset_import (seen: "" 17 twice); keep one entry per domain
-    versions = {}
-    for op in onx.opset_import:
-        versions[op.domain] = max(versions.get(op.domain, 0), op.version)
-    del onx.opset_import[:]
-    for domain, version in versions.items():
-        onx.opset_import.add(domain=domain, version=version)
+    one_opset_per_domain(onx)
     try:
         onnx.checker.check_model(onx, full_check=True)
     except Exception as e:
@@ -648,6 +643,16 @@ def name_batch_dimension(onx):
         if len(dims) > 0:
             dims[0].ClearField("dim_value")
             dims[0].dim_param = "N"
+
+
+def one_opset_per_domain(onx):
+    """Keeps one opset_import entry per domain, the highest version, in first-seen order."""
+    versions = {}
+    for op in onx.opset_import:
+        versions[op.domain] = max(versions.get(op.domain, 0), op.version)
+    del onx.opset_import[:]
+    for domain, version in versions.items():
+        onx.opset_import.add(domain=domain, version=version)
 
 
 def _run_onnx(onx, rows: np.ndarray, output: str) -> np.ndarray:
@@ -972,6 +977,16 @@ def write_manifest(manifest: dict) -> str:
     return "\n".join(parts)
 
 
+def write_version(out_dir, onx, manifest: dict, reference: dict, fixtures: dict):
+    """Writes a model version directory: model.onnx, inferd.toml, reference.json and fixtures.json."""
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "model.onnx").write_bytes(onx.SerializeToString())
+    (out / "inferd.toml").write_text(write_manifest(manifest))
+    (out / "reference.json").write_text(json.dumps(reference, indent=1, allow_nan=False) + "\n")
+    (out / "fixtures.json").write_text(json.dumps(fixtures, indent=1, allow_nan=False) + "\n")
+
+
 def export(pipeline, frame: pd.DataFrame, out_dir, description=None, target=None, baseline=None,
            n_fixtures=DEFAULT_FIXTURES, source=None) -> dict:
     """Exports `pipeline` (fitted) with `frame` (its training data) into `out_dir`; returns the manifest.
@@ -979,12 +994,7 @@ def export(pipeline, frame: pd.DataFrame, out_dir, description=None, target=None
     Raises ExportRefused with a one-line reason when the pipeline cannot be exported faithfully; nothing is
     written then."""
     onx, manifest, reference, fixtures = build(pipeline, frame, description, target, baseline, n_fixtures, source)
-    out = pathlib.Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "model.onnx").write_bytes(onx.SerializeToString())
-    (out / "inferd.toml").write_text(write_manifest(manifest))
-    (out / "reference.json").write_text(json.dumps(reference, indent=1, allow_nan=False) + "\n")
-    (out / "fixtures.json").write_text(json.dumps(fixtures, indent=1, allow_nan=False) + "\n")
+    write_version(out_dir, onx, manifest, reference, fixtures)
     return manifest
 
 
@@ -1010,15 +1020,20 @@ def parse_baseline(items) -> dict:
     return out
 
 
+def add_card_arguments(ap: argparse.ArgumentParser):
+    """The options both exporters take after their input ones: the card's description and baseline, fixtures."""
+    ap.add_argument("--description")
+    ap.add_argument("--target", help="label column of the CSV: the card's baseline is computed on it")
+    ap.add_argument("--baseline", action="append", help="explicit baseline, e.g. accuracy=0.95 (repeatable)")
+    ap.add_argument("--fixtures", type=int, default=DEFAULT_FIXTURES, help="number of fixture cases")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="export", description=__doc__.split("\n\n")[0])
     ap.add_argument("--pipeline", required=True, help="fitted scikit-learn Pipeline saved with joblib")
     ap.add_argument("--reference", required=True, help="training data as CSV with column names")
     ap.add_argument("--out", required=True, help="model version directory, e.g. models/NAME/VERSION")
-    ap.add_argument("--description")
-    ap.add_argument("--target", help="label column of the CSV: the card's baseline is computed on it")
-    ap.add_argument("--baseline", action="append", help="explicit baseline, e.g. accuracy=0.95 (repeatable)")
-    ap.add_argument("--fixtures", type=int, default=DEFAULT_FIXTURES, help="number of fixture cases")
+    add_card_arguments(ap)
     args = ap.parse_args(argv)
     try:
         import joblib

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import pathlib
 import sys
 
@@ -37,8 +36,8 @@ import pandas as pd
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from export import (DEFAULT_FIXTURES, MONITORING_DEFAULTS, RESERVED_CATEGORIES, ExportRefused,  # noqa: E402
-                    _first_line, _trained_at, finish, name_batch_dimension, parse_baseline, preprocess_frame,
-                    records, refuse, write_manifest)
+                    _first_line, _trained_at, add_card_arguments, finish, name_batch_dimension, parse_baseline,
+                    preprocess_frame, records, refuse, write_version)
 
 PREPROCESS_OPS = ("impute", "standard_scale", "min_max_scale", "robust_scale", "clip", "log1p", "one_hot",
                   "ordinal", "passthrough")
@@ -264,12 +263,7 @@ def export_onnx(onx, spec: dict, frame: pd.DataFrame, out_dir, target=None, base
     """Packages `onx` (an onnx.ModelProto) with `spec` and `frame` (reference data) into `out_dir`; returns the
     manifest. Raises ExportRefused with a one-line reason; nothing is written then."""
     onx, manifest, reference, fixtures = build_onnx(onx, spec, frame, target, baseline, n_fixtures, source)
-    out = pathlib.Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "model.onnx").write_bytes(onx.SerializeToString())
-    (out / "inferd.toml").write_text(write_manifest(manifest))
-    (out / "reference.json").write_text(json.dumps(reference, indent=1, allow_nan=False) + "\n")
-    (out / "fixtures.json").write_text(json.dumps(fixtures, indent=1, allow_nan=False) + "\n")
+    write_version(out_dir, onx, manifest, reference, fixtures)
     return manifest
 
 
@@ -288,10 +282,7 @@ def main(argv=None) -> int:
     ap.add_argument("--labels", help="without --spec: comma-separated class labels, in probability column order")
     ap.add_argument("--probabilities", help="name of the probabilities output (default: probabilities)")
     ap.add_argument("--value", help="name of the regression output (default: variable)")
-    ap.add_argument("--description")
-    ap.add_argument("--target", help="label column of the CSV: the card's baseline is computed on it")
-    ap.add_argument("--baseline", action="append", help="explicit baseline, e.g. accuracy=0.95 (repeatable)")
-    ap.add_argument("--fixtures", type=int, default=DEFAULT_FIXTURES, help="number of fixture cases")
+    add_card_arguments(ap)
     args = ap.parse_args(argv)
     try:
         import onnx

@@ -63,6 +63,7 @@ TOOLS = pathlib.Path(__file__).resolve().parent
 ROOT = TOOLS.parent
 sys.path.insert(0, str(TOOLS))
 from export import ExportRefused, export  # noqa: E402
+from make_samples import blank  # noqa: E402
 
 SEED = 0
 N_FIXTURES = 200
@@ -72,15 +73,6 @@ DEFAULT_OUT = ROOT / "tests/data/matrix"
 # ---------------------------------------------------------------------------------------------------------
 # datasets: (frame with the feature columns and a "target" column, feature names)
 # ---------------------------------------------------------------------------------------------------------
-def _blank(frame: pd.DataFrame, columns: list, share: float, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    frame = frame.copy()
-    for col in columns:
-        rows = rng.choice(len(frame), round(share * len(frame)), replace=False)
-        frame.loc[frame.index[rows], col] = np.nan
-    return frame
-
-
 def breast_cancer():
     from sklearn.datasets import load_breast_cancer
 
@@ -92,7 +84,7 @@ def breast_cancer():
 
 def breast_cancer_missing():
     frame, names = breast_cancer()
-    return _blank(frame, ["mean radius", "mean texture", "worst area", "worst smoothness"], 0.06, SEED + 1), names
+    return blank(frame, ["mean radius", "mean texture", "worst area", "worst smoothness"], 0.06, SEED + 1), names
 
 
 def digits16():
@@ -133,7 +125,7 @@ def diabetes():
 def diabetes_mixed():
     frame, names = diabetes()
     frame["sex"] = pd.Series(np.where(frame["sex"] == 1, "female", "male"), index=frame.index, dtype=object)
-    return _blank(frame, ["bmi", "bp", "sex"], 0.06, SEED + 2), names
+    return blank(frame, ["bmi", "bp", "sex"], 0.06, SEED + 2), names
 
 
 def synthetic():

@@ -19,6 +19,9 @@ import warnings
 
 import numpy as np
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from export import name_batch_dimension, one_opset_per_domain  # noqa: E402
+
 N_ROWS = 50
 TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
 MLTOOLS_OPSET = 15  # onnxmltools 1.16 converters stop there
@@ -82,17 +85,8 @@ def finish(onx, name: str):
     import onnx
 
     onx.graph.name = name
-    for value in list(onx.graph.input) + list(onx.graph.output):
-        dims = value.type.tensor_type.shape.dim
-        if len(dims) > 0:
-            dims[0].ClearField("dim_value")
-            dims[0].dim_param = "N"
-    versions = {}
-    for op in onx.opset_import:
-        versions[op.domain] = max(versions.get(op.domain, 0), op.version)
-    del onx.opset_import[:]
-    for domain, version in versions.items():
-        onx.opset_import.add(domain=domain, version=version)
+    name_batch_dimension(onx)
+    one_opset_per_domain(onx)
     onnx.checker.check_model(onx, full_check=True)
     return onx
 

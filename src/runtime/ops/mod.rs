@@ -18,7 +18,7 @@ mod tree;
 
 use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::*;
-use tract_onnx::tract_hir::internal::bail;
+use tract_onnx::tract_hir::internal::*;
 
 /// `tract_onnx::onnx()` with this module's builders registered (replacing tract's own where it has one).
 pub fn onnx() -> tract_onnx::Onnx {
@@ -171,6 +171,36 @@ fn input_matrix(input: &TValue) -> TractResult<(usize, usize, Vec<f32>)> {
     }
     let view = input.to_plain_array_view::<f32>()?;
     Ok((shape[0], shape[1], view.iter().copied().collect()))
+}
+
+/// The inference rules of the classifier and regressor ops: one `[N, n_features]` input (`n_features` checked
+/// when given); for a classifier (`label_type` given) a rank-1 label output of that type first; last an
+/// `[N, n_columns]` f32 output (the classifier's scores, the regressor's targets).
+fn ml_rules<'r, 'p: 'r>(
+    s: &mut Solver<'r>,
+    inputs: &'p [TensorProxy],
+    outputs: &'p [TensorProxy],
+    n_features: Option<usize>,
+    label_type: Option<DatumType>,
+    n_columns: usize,
+) -> InferenceResult {
+    check_input_arity(inputs, 1)?;
+    check_output_arity(outputs, if label_type.is_some() { 2 } else { 1 })?;
+    s.equals(&inputs[0].rank, 2)?;
+    if let Some(n_features) = n_features {
+        s.equals(&inputs[0].shape[1], n_features.to_dim())?;
+    }
+    if let Some(label_type) = label_type {
+        s.equals(&outputs[0].datum_type, label_type)?;
+        s.equals(&outputs[0].rank, 1)?;
+        s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
+    }
+    let columns = &outputs[outputs.len() - 1];
+    s.equals(&columns.datum_type, f32::datum_type())?;
+    s.equals(&columns.rank, 2)?;
+    s.equals(&columns.shape[0], &inputs[0].shape[0])?;
+    s.equals(&columns.shape[1], n_columns.to_dim())?;
+    Ok(())
 }
 
 #[cfg(test)]

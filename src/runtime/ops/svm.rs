@@ -18,7 +18,7 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
-use super::{input_matrix, post_transform, transform_scores, Floats, Labels, PostTransform};
+use super::{input_matrix, ml_rules, post_transform, transform_scores, Floats, Labels, PostTransform};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum KernelType {
@@ -321,18 +321,7 @@ impl Expansion for SvmClassifier {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        check_input_arity(inputs, 1)?;
-        check_output_arity(outputs, 2)?;
-        s.equals(&inputs[0].rank, 2)?;
-        s.equals(&inputs[0].shape[1], self.n_features.to_dim())?;
-        s.equals(&outputs[0].datum_type, self.labels.datum_type())?;
-        s.equals(&outputs[0].rank, 1)?;
-        s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
-        s.equals(&outputs[1].datum_type, f32::datum_type())?;
-        s.equals(&outputs[1].rank, 2)?;
-        s.equals(&outputs[1].shape[0], &inputs[0].shape[0])?;
-        s.equals(&outputs[1].shape[1], self.n_scores().to_dim())?;
-        Ok(())
+        ml_rules(s, inputs, outputs, Some(self.n_features), Some(self.labels.datum_type()), self.n_scores())
     }
 
     fn wire(&self, prefix: &str, model: &mut TypedModel, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {
@@ -487,15 +476,7 @@ impl Expansion for SvmRegressor {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        check_input_arity(inputs, 1)?;
-        check_output_arity(outputs, 1)?;
-        s.equals(&inputs[0].rank, 2)?;
-        s.equals(&inputs[0].shape[1], self.n_features.to_dim())?;
-        s.equals(&outputs[0].datum_type, f32::datum_type())?;
-        s.equals(&outputs[0].rank, 2)?;
-        s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
-        s.equals(&outputs[0].shape[1], 1.to_dim())?;
-        Ok(())
+        ml_rules(s, inputs, outputs, Some(self.n_features), None, 1)
     }
 
     fn wire(&self, prefix: &str, model: &mut TypedModel, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {

@@ -23,7 +23,7 @@ use tract_onnx::tract_hir::internal::*;
 use tract_onnx_opl::ml::tree::{Aggregate, Cmp, TreeEnsemble, TreeEnsembleData};
 use tract_onnx_opl::ml::tree_ensemble_classifier::TreeEnsembleClassifier as TreeEngine;
 
-use super::{input_matrix, logistic, post_transform, transform_scores, Floats, Labels, PostTransform};
+use super::{input_matrix, logistic, ml_rules, post_transform, transform_scores, Floats, Labels, PostTransform};
 
 /// One decoded node.
 #[derive(Debug, Clone)]
@@ -55,6 +55,18 @@ fn float_attr(node: &NodeProto, name: &str) -> TractResult<Option<Vec<f32>>> {
         }
         None => Ok(None),
     }
+}
+
+/// The engine's per-column sums (`{prefix}.trees`) followed by the op that finishes them (`{prefix}.finish`).
+fn wire_with_finish(
+    prefix: &str,
+    model: &mut TypedModel,
+    engine: &TreeEnsemble,
+    finish: impl TypedOp,
+    inputs: &[OutletId],
+) -> TractResult<TVec<OutletId>> {
+    let sums = model.wire_node(format!("{prefix}.trees"), TreeEngine { ensemble: engine.clone() }, inputs)?;
+    model.wire_node(format!("{prefix}.finish"), finish, &sums)
 }
 
 fn same_len<T>(node: &NodeProto, name: &str, v: Vec<T>, n: usize) -> TractResult<Vec<T>> {
@@ -286,19 +298,11 @@ impl Expansion for TreeRegressor {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        check_input_arity(inputs, 1)?;
-        check_output_arity(outputs, 1)?;
-        s.equals(&inputs[0].rank, 2)?;
-        s.equals(&outputs[0].datum_type, f32::datum_type())?;
-        s.equals(&outputs[0].rank, 2)?;
-        s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
-        s.equals(&outputs[0].shape[1], self.finish.n_targets.to_dim())?;
-        Ok(())
+        ml_rules(s, inputs, outputs, None, None, self.finish.n_targets)
     }
 
     fn wire(&self, prefix: &str, model: &mut TypedModel, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {
-        let sums = model.wire_node(format!("{prefix}.trees"), TreeEngine { ensemble: self.engine.clone() }, inputs)?;
-        model.wire_node(format!("{prefix}.finish"), self.finish.clone(), &sums)
+        wire_with_finish(prefix, model, &self.engine, self.finish.clone(), inputs)
     }
 }
 
@@ -479,22 +483,11 @@ impl Expansion for TreeClassifier {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        check_input_arity(inputs, 1)?;
-        check_output_arity(outputs, 2)?;
-        s.equals(&inputs[0].rank, 2)?;
-        s.equals(&outputs[0].datum_type, self.finish.labels.datum_type())?;
-        s.equals(&outputs[0].rank, 1)?;
-        s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
-        s.equals(&outputs[1].datum_type, f32::datum_type())?;
-        s.equals(&outputs[1].rank, 2)?;
-        s.equals(&outputs[1].shape[0], &inputs[0].shape[0])?;
-        s.equals(&outputs[1].shape[1], self.finish.labels.len().to_dim())?;
-        Ok(())
+        ml_rules(s, inputs, outputs, None, Some(self.finish.labels.datum_type()), self.finish.labels.len())
     }
 
     fn wire(&self, prefix: &str, model: &mut TypedModel, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {
-        let sums = model.wire_node(format!("{prefix}.trees"), TreeEngine { ensemble: self.engine.clone() }, inputs)?;
-        model.wire_node(format!("{prefix}.finish"), self.finish.clone(), &sums)
+        wire_with_finish(prefix, model, &self.engine, self.finish.clone(), inputs)
     }
 }
 
