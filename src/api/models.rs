@@ -6,6 +6,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
+use crate::repository::manifest::Task;
 use crate::repository::{LookupError, ModelEntry, ModelVersion};
 use crate::state::AppState;
 
@@ -63,9 +64,8 @@ fn features(version: &ModelVersion) -> Value {
 }
 
 fn outputs(version: &ModelVersion) -> Value {
-    let outputs = &version.manifest.outputs;
-    match outputs.value {
-        Some(_) if outputs.labels.is_empty() => json!({"value": "number"}),
-        _ => json!({"labels": outputs.labels, "probabilities": true, "confidence": true}),
+    match version.task() {
+        Task::Regression => json!({"value": "number"}),
+        Task::Classification => json!({"labels": version.labels(), "probabilities": true, "confidence": true}),
     }
 }

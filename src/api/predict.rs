@@ -84,6 +84,7 @@ async fn answer(
     let limits = &state.settings.server;
     let bytes = read_json_bytes(&headers, body, limits.max_body_bytes).await?;
     let max_instances = limits.max_instances;
+    let large = bytes.len() > INLINE_BODY_BYTES;
     let parse_model = model.clone();
     let parse = move || -> Result<(PredictRequest, Vec<f32>), ApiError> {
         let value = parse_json(&bytes)?;
@@ -91,8 +92,7 @@ async fn answer(
         let input = parse_model.pipeline.transform(&request.batch)?;
         Ok((request, input))
     };
-    let (request, input) =
-        if bytes_len_over(&headers, INLINE_BODY_BYTES) { off_executor(parse).await? } else { parse()? };
+    let (request, input) = if large { off_executor(parse).await? } else { parse()? };
     let rows = request.batch.len();
     let (output, timing) = state.pool.infer(model.plan.clone(), input, rows).await?;
 
@@ -115,15 +115,6 @@ async fn answer(
     headers.insert(HeaderName::from_static("x-inferd-inference-us"), micros(timing.inference));
     headers.insert(HeaderName::from_static("x-inferd-total-us"), micros(started.elapsed()));
     Ok(response)
-}
-
-/// Whether the declared body length exceeds `limit` (chunked bodies count as large).
-fn bytes_len_over(headers: &HeaderMap, limit: usize) -> bool {
-    headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .is_none_or(|n| n > limit)
 }
 
 /// Runs CPU-heavy request work on tokio's blocking pool.
