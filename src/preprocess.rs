@@ -304,19 +304,14 @@ impl Pipeline {
     /// Parses one JSON instance (an object by feature name, or an array in `[[features]]` order) and appends
     /// its raw values to `batch`. `path` is the instance's JSON path, used in errors (`instances[3]`).
     pub fn parse_instance(&self, value: &Value, path: &str, batch: &mut RecordBatch) -> Result<(), RecordError> {
-        let start = batch.values.len();
-        let result = match value {
+        all_or_nothing(batch, |batch| match value {
             Value::Object(map) => self.parse_named(map, path, batch),
             Value::Array(items) => self.parse_positional(items, path, batch),
             other => Err(RecordError {
                 field: path.to_string(),
                 kind: RecordErrorKind::NotAnInstance { got: json_type(other) },
             }),
-        };
-        if result.is_err() {
-            batch.values.truncate(start);
-        }
-        result
+        })
     }
 
     fn parse_named(
@@ -377,12 +372,7 @@ impl Pipeline {
         field: impl Fn(usize) -> String,
         batch: &mut RecordBatch,
     ) -> Result<(), RecordError> {
-        let start = batch.values.len();
-        let result = self.parse_text_values(fields, &field, batch);
-        if result.is_err() {
-            batch.values.truncate(start);
-        }
-        result
+        all_or_nothing(batch, |batch| self.parse_text_values(fields, &field, batch))
     }
 
     fn parse_text_values(
@@ -492,6 +482,20 @@ impl Pipeline {
         }
         Ok(())
     }
+}
+
+/// Runs `parse`, which appends one record to `batch`; on error the batch is left as it was, so a refused record
+/// never leaves partial values behind.
+fn all_or_nothing(
+    batch: &mut RecordBatch,
+    parse: impl FnOnce(&mut RecordBatch) -> Result<(), RecordError>,
+) -> Result<(), RecordError> {
+    let start = batch.values.len();
+    let result = parse(batch);
+    if result.is_err() {
+        batch.values.truncate(start);
+    }
+    result
 }
 
 /// A model-row element: `f32` for the model, `f64` to compare with scikit-learn before the cast.

@@ -31,11 +31,6 @@ pub struct ScoreSummary {
     pub bad: u64,
 }
 
-/// A CSV row waiting for its chunk to be scored.
-struct Pending {
-    record: csv::ByteRecord,
-}
-
 pub fn score(
     model: &ModelVersion,
     input: &Path,
@@ -66,7 +61,8 @@ pub fn score(
 
     let mut summary = ScoreSummary::default();
     let mut progress = Progress::new(options.progress);
-    let mut chunk: Vec<Pending> = Vec::with_capacity(options.batch_rows);
+    // CSV rows waiting for their chunk to be scored.
+    let mut chunk: Vec<csv::ByteRecord> = Vec::with_capacity(options.batch_rows);
     let mut batch = RecordBatch::new(features.len());
     let mut record = csv::ByteRecord::new();
     loop {
@@ -89,7 +85,7 @@ pub fn score(
                 .collect();
             let parsed = model.pipeline.parse_text_record(&fields, |i| features[i].name.clone(), &mut batch);
             match parsed {
-                Ok(()) => chunk.push(Pending { record: record.clone() }),
+                Ok(()) => chunk.push(record.clone()),
                 Err(error) => {
                     let text = columns
                         .iter()
@@ -143,7 +139,7 @@ fn report_bad(input: &Path, line: u64, message: &str, strict: bool, summary: &mu
 fn score_chunk<W: Write>(
     model: &ModelVersion,
     input: &Path,
-    chunk: &mut Vec<Pending>,
+    chunk: &mut Vec<csv::ByteRecord>,
     batch: &mut RecordBatch,
     writer: &mut csv::Writer<W>,
     strict: bool,
@@ -153,19 +149,25 @@ fn score_chunk<W: Write>(
         match model.pipeline.transform(batch) {
             Ok(rows) => {
                 let output = model.plan.run(&rows, batch.len())?;
-                for (r, pending) in chunk.iter().enumerate() {
-                    let mut fields: Vec<Vec<u8>> = pending.record.iter().map(<[u8]>::to_vec).collect();
+                let mut text = ryu::Buffer::new();
+                for (r, record) in chunk.iter().enumerate() {
+                    // The input fields as read, then the prediction's: written field by field, no row copy.
+                    for field in record {
+                        writer.write_field(field)?;
+                    }
                     let row = output.row(r);
                     match model.task() {
-                        Task::Regression => fields.push(number(row[0])),
+                        Task::Regression => writer.write_field(number(&mut text, row[0]))?,
                         Task::Classification => {
                             let best = argmax(row);
-                            fields.push(model.labels()[best].clone().into_bytes());
-                            fields.push(number(row[best]));
-                            fields.extend(row.iter().map(|p| number(*p)));
+                            writer.write_field(&model.labels()[best])?;
+                            writer.write_field(number(&mut text, row[best]))?;
+                            for p in row {
+                                writer.write_field(number(&mut text, *p))?;
+                            }
                         }
                     }
-                    writer.write_record(&fields)?;
+                    writer.write_record(None::<&[u8]>)?;
                 }
                 summary.scored += chunk.len() as u64;
                 chunk.clear();
@@ -177,7 +179,7 @@ fn score_chunk<W: Write>(
                 let bad = chunk.remove(error.record);
                 let width = batch.width;
                 batch.values.drain(error.record * width..(error.record + 1) * width);
-                let line = bad.record.position().map_or(0, |p| p.line());
+                let line = bad.position().map_or(0, |p| p.line());
                 let message = error.to_string();
                 let message = message.split_once(": ").map_or(message.as_str(), |(_, rest)| rest);
                 report_bad(input, line, message, strict, summary)?;
@@ -187,11 +189,11 @@ fn score_chunk<W: Write>(
 }
 
 /// An `f32` as `/predict` writes it (serde_json's shortest round-trip form); NaN as an empty field.
-fn number(x: f32) -> Vec<u8> {
+fn number(buffer: &mut ryu::Buffer, x: f32) -> &str {
     if x.is_finite() {
-        ryu::Buffer::new().format_finite(x).as_bytes().to_vec()
+        buffer.format_finite(x)
     } else {
-        Vec::new()
+        ""
     }
 }
 
