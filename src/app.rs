@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::config::Settings;
+use crate::config::{LowConfidencePolicy, Settings};
+use crate::monitor::prediction_log::PredictionLog;
 use crate::monitor::Metrics;
 use crate::repository::ModelTable;
 use crate::state::AppState;
@@ -26,18 +27,25 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let started = Instant::now();
         let models_settings = settings.models.clone();
-        let table = tokio::task::spawn_blocking(move || ModelTable::load(&models_settings))
+        let drift = settings.monitoring.drift_defaults();
+        let table = tokio::task::spawn_blocking(move || ModelTable::load(&models_settings, drift))
             .await
             .context("model loading panicked")??;
+        check_fallback_labels(&settings, &table)?;
         let metrics = Metrics::new();
         for entry in table.models.values() {
             for version in entry.versions.values() {
                 metrics.set_model_state(&entry.name, &version.version_label, "ready");
+                metrics.register_version(&version.monitor);
             }
         }
+        let prediction_log = match settings.monitoring.enabled {
+            true => PredictionLog::start(&settings.monitoring.prediction_log, metrics.log_counters())?,
+            false => None,
+        };
         let addr = format!("{}:{}", settings.server.addr, settings.server.port);
         let listener = TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-        let state = AppState::new(settings, table, metrics);
+        let state = AppState::new(settings, table, metrics, prediction_log);
         state.set_ready();
         tracing::info!(
             addr = %listener.local_addr()?,
@@ -80,13 +88,47 @@ impl Application {
         tracing::info!(delay_s = server_settings.shutdown_delay_s, "shutting down: readiness is off");
         tokio::time::sleep(Duration::from_secs_f64(server_settings.shutdown_delay_s)).await;
         let _ = close.send(());
-        match tokio::time::timeout(Duration::from_secs_f64(server_settings.shutdown_timeout_s), server).await {
-            Ok(result) => result.context("server task failed")?.context("server failed")?,
-            Err(_) => tracing::warn!("in-flight requests did not finish within shutdown_timeout_s"),
-        }
+        let served =
+            match tokio::time::timeout(Duration::from_secs_f64(server_settings.shutdown_timeout_s), server).await {
+                Ok(result) => result.context("server task failed").and_then(|r| r.context("server failed")),
+                Err(_) => {
+                    tracing::warn!("in-flight requests did not finish within shutdown_timeout_s");
+                    Ok(())
+                }
+            };
+        // Every answered request has queued its log records by now: write them all before exiting.
+        let flushing = state.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Some(log) = &flushing.prediction_log {
+                log.close();
+            }
+        })
+        .await
+        .context("flushing the prediction log panicked")?;
+        served?;
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Under `low_confidence = "fallback"`, every classifier that can flag a prediction needs a label to answer
+/// instead: refuse to start without one rather than fail requests later.
+fn check_fallback_labels(settings: &Settings, table: &ModelTable) -> anyhow::Result<()> {
+    if settings.monitoring.low_confidence != LowConfidencePolicy::Fallback {
+        return Ok(());
+    }
+    for version in table.models.values().flat_map(|entry| entry.versions.values()) {
+        let monitor = &version.monitor;
+        if monitor.min_confidence > 0.0 && monitor.fallback_label.is_none() {
+            anyhow::bail!(
+                "{}: monitoring.fallback_label is required: [monitoring] low_confidence = \"fallback\" and \
+                 min_confidence = {}",
+                version.dir.join("inferd.toml").display(),
+                monitor.min_confidence
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Resolves on the first SIGTERM or SIGINT; a second one exits the process at once.

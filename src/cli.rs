@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
+use crate::monitor::DriftSettings;
 use crate::repository::fixtures::Fixtures;
 use crate::repository::{parse_version, ModelVersion};
 
@@ -26,7 +27,7 @@ pub fn check(dir: &Path) -> anyhow::Result<bool> {
     let fixtures =
         Fixtures::from_path(&fixtures_path).map_err(|m| anyhow::anyhow!("{}: {m}", fixtures_path.display()))?;
     // Load without the load-time replay so that a mismatch is reported case by case below.
-    let model = ModelVersion::load_unchecked(name, version, dir)?;
+    let model = ModelVersion::load_unchecked(name, version, dir, DriftSettings::default())?;
     let report = fixtures.replay(&model);
     for line in &report.mismatches {
         println!("MISMATCH {}: {line}", dir.display());

@@ -8,12 +8,15 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::monitor::DriftSettings;
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     pub server: ServerSettings,
     pub models: ModelsSettings,
     pub batching: BatchingSettings,
+    pub monitoring: MonitoringSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -132,6 +135,83 @@ impl BatchingSettings {
     }
 }
 
+/// What happens to a classification whose confidence is below the manifest's `min_confidence`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LowConfidencePolicy {
+    /// Answer it, with `"low_confidence": true`.
+    #[default]
+    Flag,
+    /// Refuse the request with 422 `low_confidence`.
+    Reject,
+    /// Answer the manifest's `fallback_label` instead (flagged too).
+    Fallback,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitoringSettings {
+    /// Off: no drift windows, prediction metrics, feedback memory or prediction log (a switch to measure
+    /// what monitoring costs).
+    pub enabled: bool,
+    /// Drift window and PSI thresholds for manifests that do not set their own.
+    pub window: usize,
+    pub psi_warning: f64,
+    pub psi_critical: f64,
+    pub low_confidence: LowConfidencePolicy,
+    /// Predictions remembered for `POST /feedback`; the oldest is evicted beyond it (0 = remember none).
+    pub feedback_capacity: usize,
+    pub prediction_log: PredictionLogSettings,
+}
+
+impl Default for MonitoringSettings {
+    fn default() -> Self {
+        let drift = DriftSettings::default();
+        MonitoringSettings {
+            enabled: true,
+            window: drift.window,
+            psi_warning: drift.psi_warning,
+            psi_critical: drift.psi_critical,
+            low_confidence: LowConfidencePolicy::Flag,
+            feedback_capacity: 100_000,
+            prediction_log: PredictionLogSettings::default(),
+        }
+    }
+}
+
+impl MonitoringSettings {
+    pub fn drift_defaults(&self) -> DriftSettings {
+        DriftSettings { window: self.window, psi_warning: self.psi_warning, psi_critical: self.psi_critical }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PredictionLogSettings {
+    /// JSON lines file; none = no prediction log.
+    pub path: Option<PathBuf>,
+    /// Share of predictions written, in [0, 1].
+    pub sample_rate: f64,
+    /// The file is rotated (`path.1`, `path.2`, …) before it would grow past this size.
+    pub max_bytes: u64,
+    /// Rotated files kept besides the current one.
+    pub max_files: usize,
+    /// Requests waiting for the writer thread; beyond it records are dropped and counted, never blocking.
+    pub queue_capacity: usize,
+}
+
+impl Default for PredictionLogSettings {
+    fn default() -> Self {
+        PredictionLogSettings {
+            path: None,
+            sample_rate: 1.0,
+            max_bytes: 100 * 1024 * 1024,
+            max_files: 5,
+            queue_capacity: 16_384,
+        }
+    }
+}
+
 impl Settings {
     /// Defaults, then the TOML file (if `path` is given it must exist; otherwise `config.toml` is read when
     /// present), then `INFERD_*` environment variables.
@@ -161,6 +241,18 @@ impl Settings {
             "configuration: server.shutdown_delay_s and shutdown_timeout_s must not be negative"
         );
         anyhow::ensure!(self.batching.queue_capacity > 0, "configuration: batching.queue_capacity must be positive");
+        let m = &self.monitoring;
+        m.drift_defaults().validate().map_err(|e| anyhow::anyhow!("configuration: monitoring.{e}"))?;
+        let log = &m.prediction_log;
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&log.sample_rate),
+            "configuration: monitoring.prediction_log.sample_rate must lie in [0, 1]"
+        );
+        anyhow::ensure!(log.max_bytes > 0, "configuration: monitoring.prediction_log.max_bytes must be positive");
+        anyhow::ensure!(
+            log.queue_capacity > 0,
+            "configuration: monitoring.prediction_log.queue_capacity must be positive"
+        );
         Ok(())
     }
 }

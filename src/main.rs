@@ -57,6 +57,24 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Build a version's drift reference profile (reference.json) from training data, as tools/export.py does.
+    Profile {
+        /// Model name in the repository.
+        #[arg(long)]
+        model: String,
+        /// Version (default: the highest in the repository).
+        #[arg(long)]
+        version: Option<u64>,
+        /// The training data: CSV with a header naming every feature (other columns are ignored).
+        #[arg(long)]
+        input: PathBuf,
+        /// Where to write the profile (default: the version's own reference.json; "-" for stdout).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Configuration file (default: ./config.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Probe readiness (for a container HEALTHCHECK); exits 0 when the URL answers 200.
     Healthcheck {
         /// Default: http://127.0.0.1:$INFERD_SERVER__PORT/health/ready (port 8080 when unset).
@@ -108,6 +126,15 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Profile { model, version, input, output, config } => {
+            match profile(config, &model, version, &input, output.as_deref()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("inferd profile: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Healthcheck { url } => match inferd::cli::healthcheck(url.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -127,8 +154,33 @@ fn score(
     options: &inferd::score::ScoreOptions,
 ) -> anyhow::Result<inferd::score::ScoreSummary> {
     let settings = Settings::load(config.as_deref())?;
-    let loaded = inferd::repository::load_version(&settings.models.repository, model, version)?;
+    let loaded = inferd::repository::load_version(
+        &settings.models.repository,
+        model,
+        version,
+        settings.monitoring.drift_defaults(),
+    )?;
     inferd::score::score(&loaded, input, output, options)
+}
+
+fn profile(
+    config: Option<PathBuf>,
+    model: &str,
+    version: Option<u64>,
+    input: &std::path::Path,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let settings = Settings::load(config.as_deref())?;
+    let drift = settings.monitoring.drift_defaults();
+    let loaded = inferd::repository::load_version(&settings.models.repository, model, version, drift)?;
+    let profile = inferd::profile::profile(&loaded, input)?;
+    let default_output = loaded.dir.join("reference.json");
+    let output = output.unwrap_or(&default_output);
+    inferd::profile::write(&profile, output, &loaded)?;
+    if output != std::path::Path::new("-") {
+        eprintln!("{}: profile of {} rows written", output.display(), profile["rows"]);
+    }
+    Ok(())
 }
 
 fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {

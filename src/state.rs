@@ -12,6 +12,8 @@ use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 
 use crate::config::Settings;
+use crate::monitor::feedback::FeedbackStore;
+use crate::monitor::prediction_log::PredictionLog;
 use crate::monitor::Metrics;
 use crate::repository::ModelTable;
 use crate::runtime::InferencePool;
@@ -22,6 +24,10 @@ pub struct Shared {
     pub models: ArcSwap<ModelTable>,
     pub pool: InferencePool,
     pub metrics: Metrics,
+    /// Predictions waiting for ground truth (`POST /feedback`).
+    pub feedback: FeedbackStore,
+    /// The prediction log, when one is configured.
+    pub prediction_log: Option<PredictionLog>,
     /// Permits for requests inside handlers (`max_in_flight`); none left → 429 at once.
     pub in_flight: Arc<Semaphore>,
     ready: AtomicBool,
@@ -40,14 +46,22 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(settings: Settings, models: ModelTable, metrics: Metrics) -> AppState {
+    pub fn new(
+        settings: Settings,
+        models: ModelTable,
+        metrics: Metrics,
+        prediction_log: Option<PredictionLog>,
+    ) -> AppState {
         let pool = InferencePool::start(settings.batching.worker_threads(), settings.batching.queue_capacity);
         let in_flight = Arc::new(Semaphore::new(settings.server.max_in_flight));
+        let feedback = FeedbackStore::new(settings.monitoring.feedback_capacity);
         AppState(Arc::new(Shared {
             settings,
             models: ArcSwap::from_pointee(models),
             pool,
             metrics,
+            feedback,
+            prediction_log,
             in_flight,
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
@@ -57,6 +71,11 @@ impl AppState {
 }
 
 impl Shared {
+    /// Whether requests feed metrics, drift windows, the feedback store and the prediction log.
+    pub fn monitoring(&self) -> bool {
+        self.settings.monitoring.enabled
+    }
+
     /// Ready: every configured model loaded and warmed up, and not shutting down.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire) && !self.is_draining()

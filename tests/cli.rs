@@ -147,3 +147,35 @@ fn serve_is_ready_then_exits_cleanly_on_sigterm() {
     let logs: Vec<String> = rx.try_iter().collect();
     assert!(logs.iter().any(|l| l.contains("stopped")), "{logs:?}");
 }
+
+/// `inferd profile` on each bundled model's training CSV writes exactly the reference.json that
+/// tools/export.py wrote from the same training frame (numbers compared as parsed, all of them).
+#[test]
+fn profile_rebuilds_the_exporters_reference_profiles() {
+    let dir = tempfile::tempdir().unwrap();
+    for model in ["breast_cancer", "wine", "diabetes"] {
+        let output = dir.path().join(format!("{model}.json"));
+        let run = inferd()
+            .args(["profile", "--model", model, "--input", &format!("tests/data/train/{model}.csv"), "--output"])
+            .arg(&output)
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{model}: {}", String::from_utf8_lossy(&run.stderr));
+        let read = |path: &Path| -> serde_json::Value {
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+        };
+        let expected = read(&Path::new("models").join(model).join("1/reference.json"));
+        assert_eq!(read(&output), expected, "{model}");
+    }
+}
+
+#[test]
+fn profile_refuses_data_without_a_feature_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("partial.csv");
+    std::fs::write(&input, "alcohol,malic_acid\n13.0,1.5\n").unwrap();
+    let run = inferd().args(["profile", "--model", "wine", "--output", "-", "--input"]).arg(&input).output().unwrap();
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("no column for the feature 'ash'"), "{stderr}");
+}

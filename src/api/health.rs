@@ -52,5 +52,13 @@ pub async fn summary(State(state): State<AppState>) -> Json<Value> {
 
 /// Prometheus text exposition.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    // Drift and live-quality gauges are read from the model versions' windows now, at scrape time.
+    if state.monitoring() {
+        for entry in state.models.load().models.values() {
+            for version in entry.versions.values() {
+                state.metrics.refresh_version(&version.monitor);
+            }
+        }
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.encode())
 }

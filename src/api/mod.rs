@@ -6,6 +6,7 @@
 
 pub mod body;
 pub mod error;
+mod feedback;
 mod health;
 mod models;
 mod predict;
@@ -36,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .route("/models/{name}/versions/{version}/predict", post(predict::predict_version))
         .route("/models", get(models::list))
         .route("/models/{name}", get(models::describe))
+        .route("/feedback", post(feedback::feedback))
         .route_layer(middleware::from_fn_with_state(state.clone(), limit));
     let open = Router::new()
         .route("/health", get(health::summary))
@@ -51,6 +53,9 @@ pub fn router(state: AppState) -> Router {
 
 /// Counts and times every routed request, labelled by route template and the model version that answered.
 async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if !state.monitoring() {
+        return next.run(request).await;
+    }
     let started = Instant::now();
     let endpoint = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let response = next.run(request).await;

@@ -25,12 +25,14 @@ pub async fn describe(State(state): State<AppState>, Path(name): Path<String>) -
     body["features"] = features(current);
     body["outputs"] = outputs(current);
     body["card"] = current.card.clone();
+    let monitor = &current.monitor;
     body["monitoring"] = json!({
-        "drift_reference": current.reference.is_some(),
-        "window": current.manifest.monitoring.window,
-        "psi_warning": current.manifest.monitoring.psi_warning,
-        "psi_critical": current.manifest.monitoring.psi_critical,
-        "min_confidence": current.manifest.monitoring.min_confidence,
+        "drift_reference": monitor.watches_drift(),
+        "window": monitor.drift_settings.window,
+        "psi_warning": monitor.drift_settings.psi_warning,
+        "psi_critical": monitor.drift_settings.psi_critical,
+        "min_confidence": monitor.min_confidence,
+        "fallback_label": monitor.fallback_label,
     });
     Ok(Json(body))
 }

@@ -5,22 +5,26 @@
 //! queued, so a refused request never reaches the model or the monitor.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde::ser::{SerializeSeq, Serializer};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::body::{parse_json, read_json_bytes};
 use super::error::ApiError;
 use super::ServedBy;
+use crate::answer::{self, Answer};
+use crate::config::LowConfidencePolicy;
+use crate::monitor::prediction_log::LoggedRequest;
+use crate::monitor::version::{Predicted, VersionMonitor};
 use crate::preprocess::{json_type, Pipeline, RecordBatch};
 use crate::repository::manifest::Task;
-use crate::repository::{argmax, ModelVersion};
+use crate::repository::ModelVersion;
 use crate::runtime::ModelOutput;
 use crate::state::AppState;
 
@@ -96,24 +100,58 @@ async fn answer(
     let rows = request.batch.len();
     let (output, timing) = state.pool.infer(model.plan.clone(), input, rows).await?;
 
+    let monitor = &model.monitor;
+    let predicted: Vec<Predicted> = (0..rows).map(|r| answer::predicted(monitor.task, output.row(r))).collect();
+    let watching = state.monitoring();
     let (name, version) = (model.name.as_str(), model.version_label.as_str());
-    state.metrics.record_inference(name, version, rows, timing.queue.as_secs_f64(), timing.inference.as_secs_f64());
-    record_predictions(state, model, &output);
+    if watching {
+        state.metrics.record_inference(name, version, rows, timing.queue.as_secs_f64(), timing.inference.as_secs_f64());
+        monitor.observe(&request.batch, &predicted);
+    }
+    let policy = state.settings.monitoring.low_confidence;
+    if policy == LowConfidencePolicy::Reject {
+        if let Some(r) = predicted.iter().position(|p| monitor.is_low_confidence(*p)) {
+            if watching {
+                record_confidence(state, monitor, &predicted);
+            }
+            return Err(low_confidence(monitor, r, predicted[r]));
+        }
+    }
+    let fallback = policy == LowConfidencePolicy::Fallback;
+    if watching {
+        record_confidence(state, monitor, &predicted);
+        record_answers(state, model, &output, fallback);
+        let evicted = state.feedback.remember(monitor, &request.ids, &predicted);
+        state.metrics.record_feedback_evictions(evicted);
+    }
 
     let render_model = model.clone();
     let render = move || {
-        let predictions = Predictions { model: &render_model, ids: &request.ids, output: &output };
+        let predictions = Predictions { model: &render_model, ids: &request.ids, output: &output, fallback };
         let response = PredictResponse { model: &render_model.name, version: &render_model.version_label, predictions };
-        serde_json::to_vec(&response)
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+        let body = serde_json::to_vec(&response)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        Ok((body, request, output))
     };
-    let body = if rows > INLINE_ROWS { off_executor(render).await? } else { render()? };
+    let (body, request, output) = if rows > INLINE_ROWS { off_executor(render).await? } else { render()? };
     let mut response = (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response();
     let headers = response.headers_mut();
     let micros = |d: std::time::Duration| HeaderValue::from(d.as_micros() as u64);
     headers.insert(HeaderName::from_static("x-inferd-queue-us"), micros(timing.queue));
     headers.insert(HeaderName::from_static("x-inferd-inference-us"), micros(timing.inference));
-    headers.insert(HeaderName::from_static("x-inferd-total-us"), micros(started.elapsed()));
+    let total = started.elapsed();
+    headers.insert(HeaderName::from_static("x-inferd-total-us"), micros(total));
+    if let (true, Some(log)) = (watching, &state.prediction_log) {
+        log.submit(LoggedRequest {
+            model: model.clone(),
+            ids: request.ids,
+            batch: request.batch,
+            output,
+            fallback,
+            time: SystemTime::now(),
+            latency_us: total.as_micros() as u64,
+        });
+    }
     Ok(response)
 }
 
@@ -126,18 +164,43 @@ async fn off_executor<T: Send + 'static>(
     })?
 }
 
-fn record_predictions(state: &AppState, model: &ModelVersion, output: &ModelOutput) {
-    let (name, version) = (model.name.as_str(), model.version_label.as_str());
-    for r in 0..output.rows {
-        match model.task() {
-            Task::Classification => {
-                let row = output.row(r);
-                let best = argmax(row);
-                state.metrics.record_class(name, version, &model.labels()[best], row[best]);
-            }
-            Task::Regression => state.metrics.record_value(name, version),
+fn record_confidence(state: &AppState, monitor: &VersionMonitor, predicted: &[Predicted]) {
+    for answer in predicted {
+        if let Predicted::Class { confidence, .. } = answer {
+            let low = monitor.is_low_confidence(*answer);
+            state.metrics.record_confidence(&monitor.model, &monitor.version, *confidence, low);
         }
     }
+}
+
+/// `inferd_predictions_total` by the label answered (the fallback label where the policy put it).
+fn record_answers(state: &AppState, model: &ModelVersion, output: &ModelOutput, fallback: bool) {
+    let (name, version) = (model.name.as_str(), model.version_label.as_str());
+    match model.task() {
+        Task::Classification => {
+            for r in 0..output.rows {
+                let answer = Answer { id: None, monitor: &model.monitor, row: output.row(r), fallback };
+                state.metrics.record_class(name, version, answer.label().unwrap_or_default());
+            }
+        }
+        Task::Regression => state.metrics.record_values(name, version, output.rows),
+    }
+}
+
+/// 422 for the first prediction below `min_confidence` under `low_confidence = "reject"`.
+fn low_confidence(monitor: &VersionMonitor, record: usize, predicted: Predicted) -> ApiError {
+    let (label, confidence) = match predicted {
+        Predicted::Class { index, confidence } => (monitor.labels[index as usize].as_str(), confidence),
+        Predicted::Value(_) => ("", 0.0),
+    };
+    ApiError::unprocessable(
+        "low_confidence",
+        format!(
+            "instance {record}: confidence {confidence} in '{label}' is below the model's min_confidence {}",
+            monitor.min_confidence
+        ),
+    )
+    .with_field(format!("instances[{record}]"))
 }
 
 /// A checked `/predict` body: raw records and one id per record.
@@ -224,56 +287,21 @@ struct Predictions<'a> {
     model: &'a ModelVersion,
     ids: &'a [String],
     output: &'a ModelOutput,
+    fallback: bool,
 }
 
 impl Serialize for Predictions<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut seq = serializer.serialize_seq(Some(self.output.rows))?;
         for (r, id) in self.ids.iter().enumerate() {
-            seq.serialize_element(&Prediction { model: self.model, id, row: self.output.row(r) })?;
+            let row = self.output.row(r);
+            seq.serialize_element(&Answer {
+                id: Some(id),
+                monitor: &self.model.monitor,
+                row,
+                fallback: self.fallback,
+            })?;
         }
         seq.end()
-    }
-}
-
-struct Prediction<'a> {
-    model: &'a ModelVersion,
-    id: &'a str,
-    row: &'a [f32],
-}
-
-impl Serialize for Prediction<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("id", self.id)?;
-        match self.model.task() {
-            Task::Classification => {
-                let labels = self.model.labels();
-                let best = argmax(self.row);
-                map.serialize_entry("label", &labels[best])?;
-                map.serialize_entry("probabilities", &Probabilities { labels, values: self.row })?;
-                map.serialize_entry("confidence", &self.row[best])?;
-                if (self.row[best] as f64) < self.model.manifest.monitoring.min_confidence {
-                    map.serialize_entry("low_confidence", &true)?;
-                }
-            }
-            Task::Regression => map.serialize_entry("value", &self.row[0])?,
-        }
-        map.end()
-    }
-}
-
-struct Probabilities<'a> {
-    labels: &'a [String],
-    values: &'a [f32],
-}
-
-impl Serialize for Probabilities<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.labels.len()))?;
-        for (label, p) in self.labels.iter().zip(self.values) {
-            map.serialize_entry(label, p)?;
-        }
-        map.end()
     }
 }

@@ -17,6 +17,10 @@ use std::sync::Arc;
 use super::reference::Profile;
 use crate::preprocess::RawValue;
 
+/// Bin labels of unseen categories and of missing values; the exporter refuses categories spelled so.
+pub const OTHER_BIN: &str = "__other__";
+pub const MISSING_BIN: &str = "__missing__";
+
 /// Share floor of the PSI formula: an empty bin would otherwise make it infinite.
 const PSI_FLOOR: f64 = 1e-4;
 
@@ -61,6 +65,24 @@ impl Binner {
         }
     }
 
+    /// The `bin` label of each bin in metrics (DESIGN §6): "0", "1", … for numbers, the category itself,
+    /// `__other__` for unseen categories, `__missing__` last.
+    pub fn bin_labels(&self) -> Vec<String> {
+        let mut labels: Vec<String> = match self {
+            Binner::Number { edges } => (0..=edges.len()).map(|i| i.to_string()).collect(),
+            Binner::Category { index, count } => {
+                let mut names = vec![String::new(); *count];
+                for (name, i) in index {
+                    names[*i] = name.to_string();
+                }
+                names.push(OTHER_BIN.to_string());
+                names
+            }
+        };
+        labels.push(MISSING_BIN.to_string());
+        labels
+    }
+
     /// The bin of a category given by name (the predicted label).
     pub fn bin_category(&self, label: &str) -> usize {
         match self {
@@ -94,13 +116,23 @@ pub struct DriftWindow {
     next: usize,
     len: usize,
     counts: Vec<u64>,
+    /// Every observation ever made, per bin (`inferd_feature_bin_total`).
+    totals: Vec<u64>,
     reference: Vec<f64>,
 }
 
 impl DriftWindow {
     /// A window of `capacity` observations over bins whose reference shares are `reference`.
     pub fn new(capacity: usize, reference: Vec<f64>) -> DriftWindow {
-        DriftWindow { ring: vec![0; capacity.max(1)], next: 0, len: 0, counts: vec![0; reference.len()], reference }
+        let bins = reference.len();
+        DriftWindow {
+            ring: vec![0; capacity.max(1)],
+            next: 0,
+            len: 0,
+            counts: vec![0; bins],
+            totals: vec![0; bins],
+            reference,
+        }
     }
 
     pub fn observe(&mut self, bin: usize) {
@@ -112,11 +144,22 @@ impl DriftWindow {
         }
         self.ring[self.next] = bin as u32;
         self.counts[bin] += 1;
+        self.totals[bin] += 1;
         self.next = (self.next + 1) % self.ring.len();
     }
 
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Observations ever made, per bin.
+    pub fn totals(&self) -> &[u64] {
+        &self.totals
+    }
+
+    /// The reference share per bin.
+    pub fn reference(&self) -> &[f64] {
+        &self.reference
     }
 
     pub fn is_empty(&self) -> bool {
@@ -205,6 +248,8 @@ mod tests {
         assert_eq!(binner.bin(&RawValue::Category("z".into())), 2);
         assert_eq!(binner.bin(&RawValue::Missing), 3);
         assert_eq!(reference_shares(&profile), [0.5, 0.5, 0.0, 0.0]);
+        assert_eq!(binner.bin_labels(), ["a", "b", "__other__", "__missing__"]);
+        assert_eq!(Binner::Number { edges: vec![1.0] }.bin_labels(), ["0", "1", "__missing__"]);
     }
 
     #[test]
@@ -215,6 +260,7 @@ mod tests {
         }
         assert!(window.is_full());
         assert_eq!(window.shares().unwrap(), [1.0 / 3.0, 2.0 / 3.0]);
+        assert_eq!(window.totals(), [3, 2]);
     }
 
     #[test]

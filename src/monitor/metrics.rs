@@ -1,9 +1,20 @@
 //! Every metric inferd exports, named once, here (DESIGN §6). Handlers record through the typed helpers
 //! below and never by string name, so a metric cannot be misspelt or get a label set it was not born with.
 
+use std::sync::Mutex;
+
 use prometheus::{
-    exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    exponential_buckets, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
+
+use super::prediction_log::LogCounters;
+use super::version::{LiveQuality, VersionMonitor, PREDICTION};
+
+const VERSION: [&str; 2] = ["model", "version"];
+const VERSION_STATE: [&str; 3] = ["model", "version", "state"];
+const FEATURE: [&str; 3] = ["model", "version", "feature"];
+const FEATURE_BIN: [&str; 4] = ["model", "version", "feature", "bin"];
 
 /// Latency buckets from 25 µs to ~13 s: a model server's answers range from microseconds (a logistic
 /// regression) to seconds (a large batch), and p99 must be readable at both ends.
@@ -20,7 +31,27 @@ pub struct Metrics {
     batch_size: HistogramVec,
     predictions: IntCounterVec,
     confidence: HistogramVec,
+    low_confidence: IntCounterVec,
     model_info: IntGaugeVec,
+    feature_psi: GaugeVec,
+    feature_js: GaugeVec,
+    prediction_psi: GaugeVec,
+    prediction_js: GaugeVec,
+    drift_level: IntGaugeVec,
+    window_observations: IntGaugeVec,
+    drift_threshold: GaugeVec,
+    bin_total: IntCounterVec,
+    reference_ratio: GaugeVec,
+    feedback: IntCounterVec,
+    feedback_evictions: IntCounter,
+    live_accuracy: GaugeVec,
+    live_f1: GaugeVec,
+    live_mae: GaugeVec,
+    live_pairs: IntGaugeVec,
+    baseline: GaugeVec,
+    log_records: IntCounterVec,
+    /// Scrape-time updates of counters from cumulative totals must not interleave (they add differences).
+    refresh: Mutex<()>,
 }
 
 impl Default for Metrics {
@@ -34,6 +65,16 @@ impl Metrics {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(metric.clone())).expect("metric registered once");
+            metric
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let metric = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(metric.clone())).expect("metric registered once");
+            metric
+        };
+        let int_gauge = |name: &str, help: &str, labels: &[&str]| {
+            let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
             registry.register(Box::new(metric.clone())).expect("metric registered once");
             metric
         };
@@ -83,12 +124,86 @@ impl Metrics {
             &["model", "version"],
             vec![0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0],
         );
-        let model_info = IntGaugeVec::new(
-            Opts::new("inferd_model_info", "1 for each model version the server knows, with its state."),
-            &["model", "version", "state"],
+        let low_confidence = counter(
+            "inferd_low_confidence_total",
+            "Classifications below the manifest's min_confidence, whatever the low-confidence policy did.",
+            &["model", "version"],
+        );
+        let model_info = int_gauge(
+            "inferd_model_info",
+            "1 for each model version the server knows, with its state.",
+            &VERSION_STATE,
+        );
+        let feature_psi = gauge(
+            "inferd_feature_drift_psi",
+            "Population stability index of a raw feature's drift window against the reference profile.",
+            &FEATURE,
+        );
+        let feature_js = gauge(
+            "inferd_feature_drift_js",
+            "Jensen-Shannon distance (natural log) of a raw feature's drift window against the reference profile.",
+            &FEATURE,
+        );
+        let prediction_psi = gauge(
+            "inferd_prediction_drift_psi",
+            "Population stability index of the predictions' drift window against the reference profile.",
+            &VERSION,
+        );
+        let prediction_js = gauge(
+            "inferd_prediction_drift_js",
+            "Jensen-Shannon distance of the predictions' drift window against the reference profile.",
+            &VERSION,
+        );
+        let drift_level = int_gauge(
+            "inferd_drift_level",
+            "Drift level by the manifest's PSI thresholds: 0 ok, 1 warning, 2 critical (feature=\"_prediction\" for \
+             predictions); 0 until the window first fills.",
+            &FEATURE,
+        );
+        let window_observations =
+            int_gauge("inferd_drift_window_observations", "Observations the drift window holds now.", &FEATURE);
+        let drift_threshold = gauge(
+            "inferd_drift_threshold",
+            "The manifest's PSI threshold of each severity (psi_warning, psi_critical).",
+            &["model", "version", "severity"],
+        );
+        let bin_total = counter(
+            "inferd_feature_bin_total",
+            "Observations per reference bin (\"0\", \"1\", ... for numbers; categories, __other__, __missing__).",
+            &FEATURE_BIN,
+        );
+        let reference_ratio = gauge(
+            "inferd_feature_reference_ratio",
+            "Share of the reference (training) data in each bin.",
+            &FEATURE_BIN,
+        );
+        let feedback = counter(
+            "inferd_feedback_total",
+            "Ground-truth items received, by outcome (matched, unknown_id, invalid).",
+            &["model", "version", "outcome"],
+        );
+        let feedback_evictions = IntCounter::new(
+            "inferd_feedback_evictions_total",
+            "Remembered predictions evicted (store full) before their feedback arrived.",
         )
         .expect("valid metric");
-        registry.register(Box::new(model_info.clone())).expect("metric registered once");
+        registry.register(Box::new(feedback_evictions.clone())).expect("metric registered once");
+        let live_accuracy =
+            gauge("inferd_live_accuracy", "Accuracy over the last `window` matched feedback pairs.", &VERSION);
+        let live_f1 = gauge("inferd_live_f1", "Macro-F1 over the last `window` matched feedback pairs.", &VERSION);
+        let live_mae =
+            gauge("inferd_live_mae", "Mean absolute error over the last `window` matched feedback pairs.", &VERSION);
+        let live_pairs = int_gauge("inferd_live_pairs", "Matched feedback pairs in the live window.", &VERSION);
+        let baseline = gauge(
+            "inferd_model_baseline",
+            "The model card's baseline metric (accuracy, f1, mae), for alerts on live quality.",
+            &["model", "version", "metric"],
+        );
+        let log_records = counter(
+            "inferd_prediction_log_records_total",
+            "Prediction log records, by outcome (written, dropped).",
+            &["outcome"],
+        );
         Metrics {
             registry,
             requests,
@@ -98,7 +213,26 @@ impl Metrics {
             batch_size,
             predictions,
             confidence,
+            low_confidence,
             model_info,
+            feature_psi,
+            feature_js,
+            prediction_psi,
+            prediction_js,
+            drift_level,
+            window_observations,
+            drift_threshold,
+            bin_total,
+            reference_ratio,
+            feedback,
+            feedback_evictions,
+            live_accuracy,
+            live_f1,
+            live_mae,
+            live_pairs,
+            baseline,
+            log_records,
+            refresh: Mutex::new(()),
         }
     }
 
@@ -116,20 +250,114 @@ impl Metrics {
         self.batch_size.with_label_values(&[model, version]).observe(rows as f64);
     }
 
-    /// One classification answer.
-    pub fn record_class(&self, model: &str, version: &str, label: &str, confidence: f32) {
+    /// One classification answered with `label` (the model's, or the fallback label).
+    pub fn record_class(&self, model: &str, version: &str, label: &str) {
         self.predictions.with_label_values(&[model, version, label]).inc();
-        self.confidence.with_label_values(&[model, version]).observe(confidence as f64);
     }
 
-    /// One regression answer.
-    pub fn record_value(&self, model: &str, version: &str) {
-        self.predictions.with_label_values(&[model, version, ""]).inc();
+    /// The model's confidence in one classification, and whether it was below `min_confidence`.
+    pub fn record_confidence(&self, model: &str, version: &str, confidence: f32, low: bool) {
+        self.confidence.with_label_values(&[model, version]).observe(confidence as f64);
+        if low {
+            self.low_confidence.with_label_values(&[model, version]).inc();
+        }
+    }
+
+    /// `rows` regression answers.
+    pub fn record_values(&self, model: &str, version: &str, rows: usize) {
+        self.predictions.with_label_values(&[model, version, ""]).inc_by(rows as u64);
+    }
+
+    /// One `/feedback` item: `outcome` is matched, unknown_id or invalid (model and version "" when unknown).
+    pub fn record_feedback(&self, model: &str, version: &str, outcome: &str) {
+        self.feedback.with_label_values(&[model, version, outcome]).inc();
+    }
+
+    pub fn record_feedback_evictions(&self, evicted: u64) {
+        if evicted > 0 {
+            self.feedback_evictions.inc_by(evicted);
+        }
+    }
+
+    /// The prediction log's record counters.
+    pub fn log_counters(&self) -> LogCounters {
+        LogCounters {
+            written: self.log_records.with_label_values(&["written"]),
+            dropped: self.log_records.with_label_values(&["dropped"]),
+        }
     }
 
     /// Marks a model version as known in `state` (`inferd_model_info` = 1).
     pub fn set_model_state(&self, model: &str, version: &str, state: &str) {
         self.model_info.with_label_values(&[model, version, state]).set(1);
+    }
+
+    /// Creates a loaded version's series: every bin counter at 0 (so `increase()` across replicas sees every
+    /// bin from the start), reference ratios, thresholds, card baselines, drift levels at 0.
+    pub fn register_version(&self, monitor: &VersionMonitor) {
+        let (model, version) = (monitor.model.as_str(), monitor.version.as_str());
+        for (name, labels, reference) in monitor.bins() {
+            for (bin, share) in labels.iter().zip(reference) {
+                self.bin_total.with_label_values(&[model, version, name, bin]);
+                self.reference_ratio.with_label_values(&[model, version, name, bin]).set(share);
+            }
+            self.drift_level.with_label_values(&[model, version, name]).set(0);
+            self.window_observations.with_label_values(&[model, version, name]).set(0);
+        }
+        if monitor.watches_drift() {
+            let settings = monitor.drift_settings;
+            self.drift_threshold.with_label_values(&[model, version, "warning"]).set(settings.psi_warning);
+            self.drift_threshold.with_label_values(&[model, version, "critical"]).set(settings.psi_critical);
+        }
+        for (metric, value) in &monitor.baseline {
+            self.baseline.with_label_values(&[model, version, metric]).set(*value);
+        }
+    }
+
+    /// Scrape-time update of a version's drift and live-quality series from its monitor.
+    pub fn refresh_version(&self, monitor: &VersionMonitor) {
+        let _serial = self.refresh.lock().unwrap_or_else(|e| e.into_inner());
+        let (model, version) = (monitor.model.as_str(), monitor.version.as_str());
+        let bins = monitor.bins();
+        for (reading, (_, labels, _)) in monitor.drift_readings().iter().zip(&bins) {
+            let name = reading.name.as_str();
+            let (psi, js) = if name == PREDICTION {
+                (
+                    self.prediction_psi.with_label_values(&[model, version]),
+                    self.prediction_js.with_label_values(&[model, version]),
+                )
+            } else {
+                (
+                    self.feature_psi.with_label_values(&[model, version, name]),
+                    self.feature_js.with_label_values(&[model, version, name]),
+                )
+            };
+            if let (Some(p), Some(j)) = (reading.psi, reading.js) {
+                psi.set(p);
+                js.set(j);
+            }
+            self.drift_level.with_label_values(&[model, version, name]).set(reading.level as i64);
+            self.window_observations.with_label_values(&[model, version, name]).set(reading.observations as i64);
+            for (bin, total) in labels.iter().zip(&reading.totals) {
+                let counter = self.bin_total.with_label_values(&[model, version, name, bin]);
+                let seen = counter.get();
+                if *total > seen {
+                    counter.inc_by(total - seen);
+                }
+            }
+        }
+        match monitor.live_quality() {
+            Some(LiveQuality::Classification { pairs, accuracy, macro_f1 }) => {
+                self.live_accuracy.with_label_values(&[model, version]).set(accuracy);
+                self.live_f1.with_label_values(&[model, version]).set(macro_f1);
+                self.live_pairs.with_label_values(&[model, version]).set(pairs as i64);
+            }
+            Some(LiveQuality::Regression { pairs, mae }) => {
+                self.live_mae.with_label_values(&[model, version]).set(mae);
+                self.live_pairs.with_label_values(&[model, version]).set(pairs as i64);
+            }
+            None => {}
+        }
     }
 
     /// The Prometheus text exposition of every metric.
@@ -149,7 +377,8 @@ mod tests {
         let metrics = Metrics::new();
         metrics.record_request("m", "1", "/predict", "200", 0.001);
         metrics.record_inference("m", "1", 3, 0.0001, 0.0002);
-        metrics.record_class("m", "1", "a", 0.9);
+        metrics.record_class("m", "1", "a");
+        metrics.record_confidence("m", "1", 0.9, true);
         metrics.set_model_state("m", "1", "ready");
         let text = metrics.encode();
         for name in [
@@ -160,6 +389,7 @@ mod tests {
             "inferd_batch_size_sum{model=\"m\",version=\"1\"} 3",
             "inferd_predictions_total{label=\"a\",model=\"m\",version=\"1\"} 1",
             "inferd_prediction_confidence_bucket",
+            "inferd_low_confidence_total{model=\"m\",version=\"1\"} 1",
             "inferd_model_info{model=\"m\",state=\"ready\",version=\"1\"} 1",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");

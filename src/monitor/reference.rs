@@ -51,6 +51,13 @@ impl ReferenceProfile {
     pub fn from_path(path: &Path, manifest: &Manifest) -> Result<ReferenceProfile, String> {
         let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
         let profile: ReferenceProfile = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        profile.check(manifest)?;
+        Ok(profile)
+    }
+
+    /// Checks the profile against the manifest's features; the error names the offending key.
+    pub fn check(&self, manifest: &Manifest) -> Result<(), String> {
+        let profile = self;
         for (name, feature) in &profile.features {
             let spec = manifest
                 .features
@@ -66,7 +73,6 @@ impl ReferenceProfile {
             }
             feature.check(&format!("features.{name}"))?;
         }
-        profile.prediction.check("prediction")?;
-        Ok(profile)
+        profile.prediction.check("prediction")
     }
 }

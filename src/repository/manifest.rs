@@ -11,6 +11,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::RepositoryError;
+use crate::monitor::DriftSettings;
 
 /// The whole manifest of one model version.
 #[derive(Debug, Clone, Deserialize)]
@@ -176,36 +177,42 @@ pub struct OutputsSpec {
     pub value: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// `[monitoring]`: unset drift keys fall back to the server's `[monitoring]` defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MonitoringSpec {
-    #[serde(default = "default_window")]
-    pub window: usize,
-    #[serde(default = "default_psi_warning")]
-    pub psi_warning: f64,
-    #[serde(default = "default_psi_critical")]
-    pub psi_critical: f64,
+    pub window: Option<usize>,
+    pub psi_warning: Option<f64>,
+    pub psi_critical: Option<f64>,
+    /// Classifications less confident than this are flagged (and handled by the low-confidence policy).
     #[serde(default)]
     pub min_confidence: f64,
+    /// The label answered instead of a low-confidence one under `low_confidence = "fallback"`.
+    pub fallback_label: Option<String>,
 }
 
-fn default_window() -> usize {
-    1000
-}
-fn default_psi_warning() -> f64 {
-    0.1
-}
-fn default_psi_critical() -> f64 {
-    0.25
-}
+impl MonitoringSpec {
+    /// The drift settings of this version: its own keys, else `defaults`.
+    pub fn drift(&self, defaults: DriftSettings) -> DriftSettings {
+        DriftSettings {
+            window: self.window.unwrap_or(defaults.window),
+            psi_warning: self.psi_warning.unwrap_or(defaults.psi_warning),
+            psi_critical: self.psi_critical.unwrap_or(defaults.psi_critical),
+        }
+    }
 
-impl Default for MonitoringSpec {
-    fn default() -> Self {
-        MonitoringSpec {
-            window: default_window(),
-            psi_warning: default_psi_warning(),
-            psi_critical: default_psi_critical(),
-            min_confidence: 0.0,
+    /// Checks the keys against the task; the error names the key.
+    pub fn validate(&self, task: Task, defaults: DriftSettings) -> Result<(), String> {
+        self.drift(defaults).validate().map_err(|e| format!("monitoring.{e}"))?;
+        if !(0.0..=1.0).contains(&self.min_confidence) {
+            return Err(format!("monitoring.min_confidence: expected a number in [0, 1], got {}", self.min_confidence));
+        }
+        match (&self.fallback_label, task) {
+            (Some(_), Task::Regression) => {
+                Err("monitoring.fallback_label: a regression model has no labels to fall back to".into())
+            }
+            (Some(label), _) if label.is_empty() => Err("monitoring.fallback_label: must not be empty".into()),
+            _ => Ok(()),
         }
     }
 }
@@ -286,7 +293,7 @@ probabilities = "probabilities"
         assert_eq!(manifest.features[0].kind, FeatureType::Number);
         assert!(manifest.features[0].required);
         assert_eq!(manifest.preprocess[0].op_name(), "standard_scale");
-        assert_eq!(manifest.monitoring.window, 1000);
+        assert_eq!(manifest.monitoring.drift(DriftSettings::default()).window, 1000);
         assert_eq!(manifest.input_order(), vec!["a".to_string()]);
     }
 

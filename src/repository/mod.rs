@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use crate::config::{ModelsSettings, VersionPolicy};
 use crate::monitor::reference::ReferenceProfile;
+use crate::monitor::{DriftSettings, VersionMonitor};
 use crate::preprocess::Pipeline;
 use crate::runtime::{ModelPlan, OutputKind, RuntimeError};
 use manifest::{Manifest, Task};
@@ -48,13 +49,16 @@ pub struct ModelVersion {
     pub plan: Arc<ModelPlan>,
     pub reference: Option<ReferenceProfile>,
     pub card: serde_json::Value,
+    /// Drift windows and live quality of this version, fed by requests and feedback.
+    pub monitor: Arc<VersionMonitor>,
 }
 
 impl ModelVersion {
     /// Loads and validates `dir` (`models/NAME/VERSION`), and replays `fixtures.json` when present: a version
     /// that does not reproduce its fixtures is refused.
-    pub fn load(name: &str, version: u64, dir: &Path) -> Result<ModelVersion, RepositoryError> {
-        let loaded = ModelVersion::load_unchecked(name, version, dir)?;
+    /// `drift`: the window and thresholds used where the manifest sets none.
+    pub fn load(name: &str, version: u64, dir: &Path, drift: DriftSettings) -> Result<ModelVersion, RepositoryError> {
+        let loaded = ModelVersion::load_unchecked(name, version, dir, drift)?;
         let fixtures_path = dir.join("fixtures.json");
         if fixtures_path.is_file() {
             let fixtures = fixtures::Fixtures::from_path(&fixtures_path).map_err(|m| invalid(&fixtures_path, m))?;
@@ -70,9 +74,18 @@ impl ModelVersion {
     }
 
     /// Loads and validates `dir` without replaying its fixtures.
-    pub fn load_unchecked(name: &str, version: u64, dir: &Path) -> Result<ModelVersion, RepositoryError> {
+    pub fn load_unchecked(
+        name: &str,
+        version: u64,
+        dir: &Path,
+        drift: DriftSettings,
+    ) -> Result<ModelVersion, RepositoryError> {
         let manifest_path = dir.join("inferd.toml");
         let manifest = Manifest::from_path(&manifest_path)?;
+        manifest
+            .monitoring
+            .validate(manifest.model.task, drift)
+            .map_err(|message| RepositoryError::Manifest { path: manifest_path.clone(), message })?;
         let pipeline = Pipeline::compile(&manifest)
             .map_err(|e| RepositoryError::Manifest { path: manifest_path.clone(), message: e.to_string() })?;
         let (output, kind) = output_of(&manifest)
@@ -91,17 +104,21 @@ impl ModelVersion {
             None
         };
 
+        let version_label = version.to_string();
+        let monitor = VersionMonitor::new(name, &version_label, &manifest, reference.as_ref(), drift)
+            .map_err(|m| invalid(&reference_path, m))?;
         let card = manifest.card_json();
         Ok(ModelVersion {
             name: name.to_string(),
             version,
-            version_label: version.to_string(),
+            version_label,
             dir: dir.to_path_buf(),
             manifest,
             pipeline,
             plan: Arc::new(plan),
             reference,
             card,
+            monitor: Arc::new(monitor),
         })
     }
 
@@ -186,7 +203,7 @@ pub struct ModelTable {
 
 impl ModelTable {
     /// Scans the repository and loads what the policy selects. Any broken selected version is an error.
-    pub fn load(settings: &ModelsSettings) -> Result<ModelTable, RepositoryError> {
+    pub fn load(settings: &ModelsSettings, drift: DriftSettings) -> Result<ModelTable, RepositoryError> {
         let root = &settings.repository;
         let mut models = BTreeMap::new();
         for (name, dir) in model_dirs(root)? {
@@ -210,7 +227,7 @@ impl ModelTable {
             let mut versions = BTreeMap::new();
             for version in chosen {
                 let started = std::time::Instant::now();
-                let loaded = ModelVersion::load(&name, version, &available[&version])?;
+                let loaded = ModelVersion::load(&name, version, &available[&version], drift)?;
                 tracing::info!(model = %name, version, elapsed_ms = started.elapsed().as_millis() as u64, "model version loaded");
                 versions.insert(version, Arc::new(loaded));
             }
@@ -251,7 +268,12 @@ impl ModelTable {
 
 /// Loads one version of one model from the repository (the highest when `version` is `None`), as the server
 /// would: fixtures replayed.
-pub fn load_version(root: &Path, name: &str, version: Option<u64>) -> Result<ModelVersion, RepositoryError> {
+pub fn load_version(
+    root: &Path,
+    name: &str,
+    version: Option<u64>,
+    drift: DriftSettings,
+) -> Result<ModelVersion, RepositoryError> {
     let dir = root.join(name);
     if !is_model_name(name) || !dir.is_dir() {
         return Err(invalid(&dir, "no such model in the repository"));
@@ -263,7 +285,7 @@ pub fn load_version(root: &Path, name: &str, version: Option<u64>) -> Result<Mod
             available.iter().next_back().map(|(v, p)| (*v, p)).ok_or_else(|| invalid(&dir, "no version directory"))?
         }
     };
-    ModelVersion::load(name, version, path)
+    ModelVersion::load(name, version, path, drift)
 }
 
 /// Model names are `[a-z0-9_-]+`; anything else in the repository (files, dot-directories) is skipped.

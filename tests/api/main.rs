@@ -2,11 +2,14 @@
 //! Expected predictions come from the fixtures that onnxruntime / scikit-learn computed at export.
 
 mod bad_input;
+mod confidence;
 mod health;
 mod helpers;
 mod matrix;
 mod metrics;
 mod models;
+mod monitoring;
 mod predict;
+mod prediction_log;
 mod score;
 mod shutdown;

@@ -1,0 +1,87 @@
+//! How one prediction reads, in `/predict` answers and in the prediction log alike: label, probabilities
+//! and confidence (classification) or value (regression), plus the low-confidence flag and fallback.
+//!
+//! Serialised straight from the model's output row, without building a JSON tree.
+
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+
+use crate::monitor::version::{Predicted, VersionMonitor};
+use crate::repository::argmax;
+use crate::repository::manifest::Task;
+
+/// The model's answer for one record, read from its output row.
+pub fn predicted(task: Task, row: &[f32]) -> Predicted {
+    match task {
+        Task::Classification => {
+            let best = argmax(row);
+            Predicted::Class { index: best as u32, confidence: row[best] }
+        }
+        Task::Regression => Predicted::Value(row[0]),
+    }
+}
+
+/// One prediction as answered. `fallback`: the low-confidence policy answers the manifest's
+/// `fallback_label` in place of a low-confidence label.
+pub struct Answer<'a> {
+    /// Written first when given (answers carry it; log lines have it already).
+    pub id: Option<&'a str>,
+    pub monitor: &'a VersionMonitor,
+    pub row: &'a [f32],
+    pub fallback: bool,
+}
+
+impl Answer<'_> {
+    /// The label answered: the model's, or the fallback label for a low-confidence one.
+    pub fn label(&self) -> Option<&str> {
+        let answer = predicted(self.monitor.task, self.row);
+        let Predicted::Class { index, .. } = answer else { return None };
+        match &self.monitor.fallback_label {
+            Some(fallback) if self.fallback && self.monitor.is_low_confidence(answer) => Some(fallback),
+            _ => Some(&self.monitor.labels[index as usize]),
+        }
+    }
+}
+
+impl Serialize for Answer<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        if let Some(id) = self.id {
+            map.serialize_entry("id", id)?;
+        }
+        let answer = predicted(self.monitor.task, self.row);
+        match answer {
+            Predicted::Class { confidence, .. } => {
+                map.serialize_entry("label", &self.label())?;
+                map.serialize_entry(
+                    "probabilities",
+                    &Probabilities { labels: &self.monitor.labels, values: self.row },
+                )?;
+                map.serialize_entry("confidence", &confidence)?;
+                if self.monitor.is_low_confidence(answer) {
+                    map.serialize_entry("low_confidence", &true)?;
+                    if self.fallback && self.monitor.fallback_label.is_some() {
+                        map.serialize_entry("fallback", &true)?;
+                    }
+                }
+            }
+            Predicted::Value(value) => map.serialize_entry("value", &value)?,
+        }
+        map.end()
+    }
+}
+
+struct Probabilities<'a> {
+    labels: &'a [String],
+    values: &'a [f32],
+}
+
+impl Serialize for Probabilities<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.labels.len()))?;
+        for (label, p) in self.labels.iter().zip(self.values) {
+            map.serialize_entry(label, p)?;
+        }
+        map.end()
+    }
+}

@@ -1,0 +1,161 @@
+//! The prediction log: one JSON line per answered prediction with its raw input and output, sampled,
+//! rotated by size, and complete after shutdown — also when the real binary is stopped by SIGTERM under load.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{fixtures, sample_input, spawn_app_with, TestApp};
+
+async fn app_logging_to(path: PathBuf, adjust: impl FnOnce(&mut inferd::config::Settings)) -> TestApp {
+    spawn_app_with(move |s| {
+        s.monitoring.prediction_log.path = Some(path);
+        adjust(s);
+    })
+    .await
+}
+
+/// Every line of the log file and of its rotated files.
+fn log_lines(path: &Path) -> Vec<Value> {
+    let mut files = vec![path.to_path_buf()];
+    files.extend((1..100).map(|i| PathBuf::from(format!("{}.{i}", path.display()))).filter(|p| p.exists()));
+    let mut lines = Vec::new();
+    for file in files.iter().rev() {
+        let text = std::fs::read_to_string(file).unwrap();
+        lines.extend(text.lines().map(|l| serde_json::from_str::<Value>(l).expect("each line is JSON")));
+    }
+    lines
+}
+
+#[tokio::test]
+async fn each_answered_prediction_is_one_line_with_its_input_and_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log/predictions.jsonl");
+    let mut app = app_logging_to(path.clone(), |_| {}).await;
+    let cases = fixtures("wine")["cases"].clone();
+    let inputs: Vec<Value> = cases.as_array().unwrap().iter().take(3).map(|c| c["input"].clone()).collect();
+    let body = json!({"instances": inputs, "ids": ["w-1", "w-2", "w-3"]});
+    let answer: Value = app.post_json("/models/wine/predict", &body).await.json().await.unwrap();
+    let bad = json!({"instances": [{"alcohol": "strong"}]});
+    assert_eq!(app.post_json("/models/wine/predict", &bad).await.status(), 400);
+    app.stop().await.unwrap().unwrap();
+
+    let lines = log_lines(&path);
+    assert_eq!(lines.len(), 3, "one line per answered prediction, none for the refused request");
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line["id"], format!("w-{}", i + 1));
+        assert_eq!(line["model"], "wine");
+        assert_eq!(line["version"], "1");
+        assert!(line["time"].as_str().unwrap().ends_with('Z'), "{line}");
+        assert!(line["latency_us"].as_u64().unwrap() > 0);
+        // The raw input as sent (missing values as null), the output as answered.
+        assert_eq!(line["input"], cases[i]["input"], "line {i}");
+        let mut answered = answer["predictions"][i].clone();
+        answered.as_object_mut().unwrap().remove("id");
+        assert_eq!(line["output"], answered);
+    }
+}
+
+#[tokio::test]
+async fn sampling_keeps_about_the_configured_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("predictions.jsonl");
+    let mut app = app_logging_to(path.clone(), |s| s.monitoring.prediction_log.sample_rate = 0.25).await;
+    let body = json!({"instances": vec![sample_input("breast_cancer"); 1000]});
+    for _ in 0..4 {
+        assert_eq!(app.post_json("/predict", &body).await.status(), 200);
+    }
+    app.stop().await.unwrap().unwrap();
+    let kept = log_lines(&path).len();
+    assert!((800..1200).contains(&kept), "{kept} of 4000 kept at 25%");
+}
+
+#[tokio::test]
+async fn files_rotate_by_size_without_losing_a_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("predictions.jsonl");
+    let mut app = app_logging_to(path.clone(), |s| {
+        s.monitoring.prediction_log.max_bytes = 64 * 1024;
+        s.monitoring.prediction_log.max_files = 50;
+    })
+    .await;
+    let body = json!({"instances": vec![sample_input("breast_cancer"); 200]});
+    for _ in 0..5 {
+        assert_eq!(app.post_json("/predict", &body).await.status(), 200);
+    }
+    app.stop().await.unwrap().unwrap();
+    assert!(dir.path().join("predictions.jsonl.3").exists(), "several rotations");
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        assert!(entry.unwrap().metadata().unwrap().len() <= 64 * 1024);
+    }
+    assert_eq!(log_lines(&path).len(), 1000);
+}
+
+/// The real binary under load, stopped by SIGTERM: every prediction answered 200 is in the log.
+#[tokio::test]
+async fn nothing_answered_is_lost_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("predictions.jsonl");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = dir.path().join("config.toml");
+    let repository = std::fs::canonicalize("models").unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nport = {port}\nshutdown_delay_s = 0.3\n[models]\nrepository = {:?}\ndefault = \"breast_cancer\"\n\
+             [monitoring.prediction_log]\npath = {:?}\n",
+            repository.display().to_string(),
+            log.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_inferd"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..200 {
+        if client.get(format!("{base}/health/ready")).send().await.is_ok_and(|r| r.status() == 200) {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "the server became ready");
+
+    // Four clients send 100-row requests until the server stops answering.
+    let body = json!({"instances": vec![sample_input("breast_cancer"); 100]});
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (client, url, body) = (client.clone(), format!("{base}/predict"), body.clone());
+        clients.push(tokio::spawn(async move {
+            let mut answered = 0usize;
+            loop {
+                match client.post(&url).json(&body).send().await {
+                    Ok(response) if response.status() == 200 => {
+                        let answer: Value = response.json().await.unwrap();
+                        answered += answer["predictions"].as_array().unwrap().len();
+                    }
+                    _ => return answered,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = server.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = tokio::time::timeout(Duration::from_secs(30), server.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "exit 0 after SIGTERM: {status}");
+    let mut answered = 0;
+    for client in clients {
+        answered += client.await.unwrap();
+    }
+    assert!(answered > 0);
+    let lines = log_lines(&log);
+    assert_eq!(lines.len(), answered, "every answered prediction is logged");
+}
