@@ -35,12 +35,8 @@ enum Command {
     },
     /// Score a CSV file with a model, through the same preprocessing and plan as the server.
     Score {
-        /// Model name in the repository (`[models] repository` of the configuration).
-        #[arg(long)]
-        model: String,
-        /// Version (default: the highest in the repository).
-        #[arg(long)]
-        version: Option<u64>,
+        #[command(flatten)]
+        model: ModelArgs,
         /// CSV with a header of feature names (other columns are carried through).
         #[arg(long)]
         input: PathBuf,
@@ -53,33 +49,46 @@ enum Command {
         /// Rows per model run.
         #[arg(long, default_value_t = 4096)]
         batch_rows: usize,
-        /// Configuration file (default: ./config.toml when present).
-        #[arg(long)]
-        config: Option<PathBuf>,
     },
     /// Build a version's drift reference profile (reference.json) from training data, as tools/export.py does.
     Profile {
-        /// Model name in the repository.
-        #[arg(long)]
-        model: String,
-        /// Version (default: the highest in the repository).
-        #[arg(long)]
-        version: Option<u64>,
+        #[command(flatten)]
+        model: ModelArgs,
         /// The training data: CSV with a header naming every feature (other columns are ignored).
         #[arg(long)]
         input: PathBuf,
         /// Where to write the profile (default: the version's own reference.json; "-" for stdout).
         #[arg(long)]
         output: Option<PathBuf>,
-        /// Configuration file (default: ./config.toml when present).
-        #[arg(long)]
-        config: Option<PathBuf>,
     },
     /// Probe readiness (for a container HEALTHCHECK); exits 0 when the URL answers 200.
     Healthcheck {
         /// Default: http://127.0.0.1:$INFERD_SERVER__PORT/health/ready (port 8080 when unset).
         url: Option<String>,
     },
+}
+
+/// Which model version a command works on, from which repository.
+#[derive(clap::Args)]
+struct ModelArgs {
+    /// Model name in the repository (`[models] repository` of the configuration).
+    #[arg(long)]
+    model: String,
+    /// Version (default: the highest in the repository).
+    #[arg(long)]
+    version: Option<u64>,
+    /// Configuration file (default: ./config.toml when present).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    /// Loads the version as the server would (fixtures replayed).
+    fn load(&self) -> anyhow::Result<inferd::repository::ModelVersion> {
+        let settings = Settings::load(self.config.as_deref())?;
+        let drift = settings.monitoring.drift_defaults();
+        Ok(inferd::repository::load_version(&settings.models.repository, &self.model, self.version, drift)?)
+    }
 }
 
 fn main() -> ExitCode {
@@ -113,9 +122,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-        Command::Score { model, version, input, output, strict, batch_rows, config } => {
+        Command::Score { model, input, output, strict, batch_rows } => {
             let options = inferd::score::ScoreOptions { batch_rows: batch_rows.max(1), strict, progress: true };
-            match score(config, &model, version, &input, &output, &options) {
+            match model.load().and_then(|loaded| inferd::score::score(&loaded, &input, &output, &options)) {
                 Ok(summary) => {
                     eprintln!("{}: {} rows scored, {} bad rows skipped", output.display(), summary.scored, summary.bad);
                     ExitCode::SUCCESS
@@ -126,15 +135,13 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Profile { model, version, input, output, config } => {
-            match profile(config, &model, version, &input, output.as_deref()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    eprintln!("inferd profile: {error:#}");
-                    ExitCode::FAILURE
-                }
+        Command::Profile { model, input, output } => match profile(&model, &input, output.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("inferd profile: {error:#}");
+                ExitCode::FAILURE
             }
-        }
+        },
         Command::Healthcheck { url } => match inferd::cli::healthcheck(url.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -145,34 +152,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn score(
-    config: Option<PathBuf>,
-    model: &str,
-    version: Option<u64>,
-    input: &std::path::Path,
-    output: &std::path::Path,
-    options: &inferd::score::ScoreOptions,
-) -> anyhow::Result<inferd::score::ScoreSummary> {
-    let settings = Settings::load(config.as_deref())?;
-    let loaded = inferd::repository::load_version(
-        &settings.models.repository,
-        model,
-        version,
-        settings.monitoring.drift_defaults(),
-    )?;
-    inferd::score::score(&loaded, input, output, options)
-}
-
-fn profile(
-    config: Option<PathBuf>,
-    model: &str,
-    version: Option<u64>,
-    input: &std::path::Path,
-    output: Option<&std::path::Path>,
-) -> anyhow::Result<()> {
-    let settings = Settings::load(config.as_deref())?;
-    let drift = settings.monitoring.drift_defaults();
-    let loaded = inferd::repository::load_version(&settings.models.repository, model, version, drift)?;
+fn profile(model: &ModelArgs, input: &std::path::Path, output: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let loaded = model.load()?;
     let profile = inferd::profile::profile(&loaded, input)?;
     let default_output = loaded.dir.join("reference.json");
     let output = output.unwrap_or(&default_output);

@@ -21,6 +21,7 @@ use crate::monitor::reference::ReferenceProfile;
 use crate::preprocess::{RawValue, RecordBatch};
 use crate::repository::manifest::{FeatureType, Task};
 use crate::repository::{argmax, ModelVersion};
+use crate::score::open_records;
 
 /// Rows per model run while profiling.
 const CHUNK_ROWS: usize = 4096;
@@ -125,16 +126,9 @@ fn number_edges(sorted: &[f64]) -> Vec<f64> {
 
 /// Profiles the CSV at `input` for `model`: every row must be valid (a reference is built from clean data).
 pub fn profile(model: &ModelVersion, input: &Path) -> anyhow::Result<Value> {
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(false)
-        .from_path(input)
-        .with_context(|| format!("{}: cannot open", input.display()))?;
-    let header = reader.headers().with_context(|| format!("{}: cannot read the header", input.display()))?.clone();
+    // Every feature is profiled, so every feature needs its column.
+    let (mut reader, _, columns) = open_records(model, input, |_| true)?;
     let features = model.pipeline.features();
-    let columns: Vec<Option<usize>> = features.iter().map(|f| header.iter().position(|h| h == f.name)).collect();
-    if let Some((feature, _)) = features.iter().zip(&columns).find(|(_, c)| c.is_none()) {
-        bail!("{}: no column for the feature '{}'", input.display(), feature.name);
-    }
     let mut observed: Vec<Column> = features.iter().map(|f| Column::new(f.kind, &f.categories)).collect();
     let mut prediction = match model.task() {
         Task::Classification => Column::new(FeatureType::Category, model.labels()),

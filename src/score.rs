@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use crate::preprocess::{RecordBatch, RecordErrorKind};
-use crate::repository::manifest::Task;
+use crate::repository::manifest::{FeatureSpec, Task};
 use crate::repository::{argmax, ModelVersion};
 
 pub struct ScoreOptions {
@@ -37,17 +37,8 @@ pub fn score(
     output: &Path,
     options: &ScoreOptions,
 ) -> anyhow::Result<ScoreSummary> {
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(false)
-        .from_path(input)
-        .with_context(|| format!("{}: cannot open", input.display()))?;
-    let header = reader.headers().with_context(|| format!("{}: cannot read the header", input.display()))?.clone();
+    let (mut reader, header, columns) = open_records(model, input, |feature| feature.required)?;
     let features = model.pipeline.features();
-    // Column of each feature in the file, if it has one.
-    let columns: Vec<Option<usize>> = features.iter().map(|f| header.iter().position(|h| h == f.name)).collect();
-    if let Some(missing) = features.iter().zip(&columns).find(|(f, c)| c.is_none() && f.required) {
-        bail!("{}: no column for the required feature '{}'", input.display(), missing.0.name);
-    }
     let mut out_header: Vec<String> = header.iter().map(str::to_string).collect();
     let added = prediction_columns(model);
     if let Some(clash) = added.iter().find(|c| out_header.contains(c)) {
@@ -113,6 +104,26 @@ pub fn score(
     writer.flush()?;
     progress.finish(summary.scored);
     Ok(summary)
+}
+
+/// Opens a CSV of records for `model`: the reader, its header, and the column of each feature (`None` where
+/// the file has none). A file without the column of a feature `needed` says is refused.
+pub(crate) fn open_records(
+    model: &ModelVersion,
+    input: &Path,
+    needed: impl Fn(&FeatureSpec) -> bool,
+) -> anyhow::Result<(csv::Reader<File>, csv::StringRecord, Vec<Option<usize>>)> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_path(input)
+        .with_context(|| format!("{}: cannot open", input.display()))?;
+    let header = reader.headers().with_context(|| format!("{}: cannot read the header", input.display()))?.clone();
+    let features = model.pipeline.features();
+    let columns: Vec<Option<usize>> = features.iter().map(|f| header.iter().position(|h| h == f.name)).collect();
+    if let Some((feature, _)) = features.iter().zip(&columns).find(|(f, c)| c.is_none() && needed(f)) {
+        bail!("{}: no column for the feature '{}'", input.display(), feature.name);
+    }
+    Ok((reader, header, columns))
 }
 
 fn prediction_columns(model: &ModelVersion) -> Vec<String> {

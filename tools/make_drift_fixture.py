@@ -8,36 +8,18 @@ import json
 import pathlib
 
 import numpy as np
-from scipy.spatial.distance import jensenshannon
 from sklearn.datasets import load_wine
+
+from make_monitor_fixtures import drift  # one implementation of the binning, PSI and JS arithmetic
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "models/wine/1/reference.json"
 OUT = ROOT / "tests/data/drift_cases.json"
-FLOOR = 1e-4
-
-
-def bins(profile, values):
-    """Bin index per value: searchsorted left for numbers, category index / other for categories, missing last."""
-    if profile["kind"] == "number":
-        edges = np.asarray(profile["edges"])
-        missing = len(edges) + 1
-        return [missing if v is None else int(np.searchsorted(edges, v, side="left")) for v in values]
-    cats = profile["categories"]
-    missing = len(cats) + 1
-    return [missing if v is None else (cats.index(v) if v in cats else len(cats)) for v in values]
 
 
 def case(name, profile, values, window, capacity=None):
-    last = values[-window:]
-    b = bins(profile, last)
-    n_bins = len(profile["ratios"]) + 1
-    actual = np.bincount(b, minlength=n_bins) / len(last)
-    expected = np.asarray(profile["ratios"] + [profile["missing"]])
-    a, e = np.maximum(actual, FLOOR), np.maximum(expected, FLOOR)
-    psi = float(np.sum((a - e) * np.log(a / e)))
-    js = float(jensenshannon(actual, expected))
-    return {"feature": name, "capacity": capacity or window, "values": values, "shares": actual.tolist(), "psi": psi, "js": js}
+    """The window holds the last `window` values (of `capacity`): its shares, PSI and JS."""
+    return {"feature": name, "capacity": capacity or window, "values": values, **drift(profile, values[-window:])}
 
 
 def main():

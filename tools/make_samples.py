@@ -72,11 +72,16 @@ def preprocess_cases(name: str, pipeline, manifest: dict, frame: pd.DataFrame, e
     return {"manifest": f"{'tests/data/' if name == 'all_steps' else ''}models/{name}/1/inferd.toml", "cases": cases}
 
 
-def breast_cancer():
+def breast_cancer_data():
+    """(x_train, x_test, y_train, y_test) of the breast_cancer sample; y is the "diagnosis" label string."""
     data = load_breast_cancer(as_frame=True)
     x = data.data
     y = pd.Series(np.asarray(data.target_names)[data.target], name="diagnosis")
-    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=SEED, stratify=y)
+    return train_test_split(x, y, test_size=0.25, random_state=SEED, stratify=y)
+
+
+def breast_cancer():
+    x_train, x_test, y_train, y_test = breast_cancer_data()
     pipe = Pipeline([("scale", StandardScaler()), ("model", LogisticRegression(max_iter=5000))]).fit(x_train, y_train)
     baseline = classification_baseline(pipe, x_test, y_test)
     manifest = export(pipe, x_train, ROOT / "models/breast_cancer/1", baseline=baseline,
@@ -85,7 +90,9 @@ def breast_cancer():
     return "breast_cancer", pipe, manifest, x_train, None, len(x_train), f"test accuracy {baseline['accuracy']:.3f}"
 
 
-def wine():
+def wine_data():
+    """(x_train, x_test, y_train, y_test) of the wine sample: hue banded by training terciles, ~8% of
+    magnesium/ash/hue_band blanked (NaN); y is the "cultivar" label string."""
     data = load_wine(as_frame=True)
     frame = data.data.copy()
     y = pd.Series(np.asarray(data.target_names)[data.target], name="cultivar")
@@ -96,15 +103,18 @@ def wine():
     frame = frame.drop(columns="hue")
     frame.insert(pos, "hue_band", pd.Series(band, index=frame.index, dtype=object))
     frame = blank(frame, ["magnesium", "ash", "hue_band"], 0.08, SEED)
-    numeric = [c for c in frame.columns if c != "hue_band"]
+    return frame.iloc[idx_train], frame.iloc[idx_test], y.iloc[idx_train], y.iloc[idx_test]
+
+
+def wine():
+    x_train, x_test, y_train, y_test = wine_data()
+    numeric = [c for c in x_train.columns if c != "hue_band"]
     pre = ColumnTransformer([
         ("num", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]), numeric),
         ("hue", Pipeline([("impute", SimpleImputer(strategy="most_frequent")),
                           ("onehot", OneHotEncoder(handle_unknown="ignore"))]), ["hue_band"]),
     ])
     pipe = Pipeline([("pre", pre), ("model", LogisticRegression(max_iter=5000))])
-    x_train, x_test = frame.iloc[idx_train], frame.iloc[idx_test]
-    y_train, y_test = y.iloc[idx_train], y.iloc[idx_test]
     pipe.fit(x_train, y_train)
     baseline = classification_baseline(pipe, x_test, y_test)
     manifest = export(pipe, x_train, ROOT / "models/wine/1", baseline=baseline,
@@ -117,10 +127,15 @@ def wine():
     return "wine", pipe, manifest, x_train, extra, len(x_train), f"test accuracy {baseline['accuracy']:.3f}"
 
 
-def diabetes():
+def diabetes_data():
+    """(x_train, x_test, y_train, y_test) of the diabetes sample (raw, unscaled features; y is "target")."""
     data = load_diabetes(as_frame=True, scaled=False)
     x, y = data.data, data.target
-    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=SEED)
+    return train_test_split(x, y, test_size=0.25, random_state=SEED)
+
+
+def diabetes():
+    x_train, x_test, y_train, y_test = diabetes_data()
     pipe = Pipeline([("scale", StandardScaler()), ("model", Ridge(alpha=1.0))]).fit(x_train, y_train)
     mae = float(mean_absolute_error(y_test, pipe.predict(x_test)))
     manifest = export(pipe, x_train, ROOT / "models/diabetes/1", baseline={"mae": mae},

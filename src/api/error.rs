@@ -57,6 +57,16 @@ impl ApiError {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
 
+    /// 413 for a request holding `count` items where `limit` are allowed (`noun`: "instances", "items").
+    pub fn too_many(code: &'static str, noun: &str, count: usize, limit: usize) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            code,
+            format!("{count} {noun} in one request; the limit is {limit}"),
+        )
+        .with_field(noun)
+    }
+
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
     }

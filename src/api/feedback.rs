@@ -96,12 +96,7 @@ fn parse_items(value: &Value, max_items: usize) -> Result<Vec<Item>, ApiError> {
         return Err(ApiError::unprocessable("empty_items", "\"items\" must hold at least one item").with_field("items"));
     }
     if items.len() > max_items {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_items",
-            format!("{} items in one request; the limit is {max_items}", items.len()),
-        )
-        .with_field("items"));
+        return Err(ApiError::too_many("too_many_items", "items", items.len(), max_items));
     }
     items.iter().enumerate().map(|(i, item)| parse_item(item, &format!("items[{i}]"))).collect()
 }

@@ -120,7 +120,7 @@ async fn answer(
     let fallback = policy == LowConfidencePolicy::Fallback;
     if watching {
         record_confidence(state, monitor, &predicted);
-        record_answers(state, model, &output, fallback);
+        record_answers(state, model, &predicted, fallback);
         let evicted = state.feedback.remember(monitor, &request.ids, &predicted);
         state.metrics.record_feedback_evictions(evicted);
     }
@@ -165,26 +165,37 @@ async fn off_executor<T: Send + 'static>(
 }
 
 fn record_confidence(state: &AppState, monitor: &VersionMonitor, predicted: &[Predicted]) {
-    for answer in predicted {
-        if let Predicted::Class { confidence, .. } = answer {
-            let low = monitor.is_low_confidence(*answer);
-            state.metrics.record_confidence(&monitor.model, &monitor.version, *confidence, low);
-        }
-    }
+    let confidences = predicted.iter().filter_map(|p| match p {
+        Predicted::Class { confidence, .. } => Some(*confidence),
+        Predicted::Value(_) => None,
+    });
+    let low = predicted.iter().filter(|p| monitor.is_low_confidence(**p)).count() as u64;
+    state.metrics.record_confidences(&monitor.model, &monitor.version, confidences, low);
 }
 
 /// `inferd_predictions_total` by the label answered (the fallback label where the policy put it).
-fn record_answers(state: &AppState, model: &ModelVersion, output: &ModelOutput, fallback: bool) {
+fn record_answers(state: &AppState, model: &ModelVersion, predicted: &[Predicted], fallback: bool) {
+    let monitor = &model.monitor;
     let (name, version) = (model.name.as_str(), model.version_label.as_str());
-    match model.task() {
-        Task::Classification => {
-            for r in 0..output.rows {
-                let answer = Answer { id: None, monitor: &model.monitor, row: output.row(r), fallback };
-                state.metrics.record_class(name, version, answer.label().unwrap_or_default());
+    if model.task() == Task::Regression {
+        state.metrics.record_values(name, version, predicted.len());
+        return;
+    }
+    // Per class, then one counter update per label rather than one per row.
+    let mut per_class = vec![0u64; monitor.labels.len()];
+    let mut fell_back = 0u64;
+    for answer in predicted {
+        if let Predicted::Class { index, .. } = answer {
+            if fallback && monitor.fallback_label.is_some() && monitor.is_low_confidence(*answer) {
+                fell_back += 1;
+            } else {
+                per_class[*index as usize] += 1;
             }
         }
-        Task::Regression => state.metrics.record_values(name, version, output.rows),
     }
+    let labels = monitor.labels.iter().map(String::as_str).zip(per_class);
+    let fallback_label = monitor.fallback_label.as_deref().map(|label| (label, fell_back));
+    state.metrics.record_classes(name, version, labels.chain(fallback_label));
 }
 
 /// 422 for the first prediction below `min_confidence` under `low_confidence = "reject"`.
@@ -236,12 +247,7 @@ impl PredictRequest {
                 .with_field("instances"));
         }
         if instances.len() > max_instances {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_many_instances",
-                format!("{} instances in one request; the limit is {max_instances}", instances.len()),
-            )
-            .with_field("instances"));
+            return Err(ApiError::too_many("too_many_instances", "instances", instances.len(), max_instances));
         }
         let ids = match root.get("ids") {
             None | Some(Value::Null) => instances.iter().map(|_| uuid::Uuid::new_v4().to_string()).collect(),

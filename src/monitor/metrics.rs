@@ -10,6 +10,7 @@ use prometheus::{
 
 use super::prediction_log::LogCounters;
 use super::version::{LiveQuality, VersionMonitor, PREDICTION};
+use crate::repository::manifest::Task;
 
 const VERSION: [&str; 2] = ["model", "version"];
 const VERSION_STATE: [&str; 3] = ["model", "version", "state"];
@@ -250,16 +251,23 @@ impl Metrics {
         self.batch_size.with_label_values(&[model, version]).observe(rows as f64);
     }
 
-    /// One classification answered with `label` (the model's, or the fallback label).
-    pub fn record_class(&self, model: &str, version: &str, label: &str) {
-        self.predictions.with_label_values(&[model, version, label]).inc();
+    /// Classifications answered, `count` per label (the model's, or the fallback label).
+    pub fn record_classes<'a>(&self, model: &str, version: &str, counts: impl IntoIterator<Item = (&'a str, u64)>) {
+        for (label, count) in counts {
+            if count > 0 {
+                self.predictions.with_label_values(&[model, version, label]).inc_by(count);
+            }
+        }
     }
 
-    /// The model's confidence in one classification, and whether it was below `min_confidence`.
-    pub fn record_confidence(&self, model: &str, version: &str, confidence: f32, low: bool) {
-        self.confidence.with_label_values(&[model, version]).observe(confidence as f64);
-        if low {
-            self.low_confidence.with_label_values(&[model, version]).inc();
+    /// The model's confidence in each classification, and how many were below `min_confidence`.
+    pub fn record_confidences(&self, model: &str, version: &str, confidences: impl Iterator<Item = f32>, low: u64) {
+        let histogram = self.confidence.with_label_values(&[model, version]);
+        for confidence in confidences {
+            histogram.observe(confidence as f64);
+        }
+        if low > 0 {
+            self.low_confidence.with_label_values(&[model, version]).inc_by(low);
         }
     }
 
@@ -308,6 +316,9 @@ impl Metrics {
             let settings = monitor.drift_settings;
             self.drift_threshold.with_label_values(&[model, version, "warning"]).set(settings.psi_warning);
             self.drift_threshold.with_label_values(&[model, version, "critical"]).set(settings.psi_critical);
+        }
+        if monitor.task == Task::Classification {
+            self.low_confidence.with_label_values(&[model, version]);
         }
         for (metric, value) in &monitor.baseline {
             self.baseline.with_label_values(&[model, version, metric]).set(*value);
@@ -377,8 +388,8 @@ mod tests {
         let metrics = Metrics::new();
         metrics.record_request("m", "1", "/predict", "200", 0.001);
         metrics.record_inference("m", "1", 3, 0.0001, 0.0002);
-        metrics.record_class("m", "1", "a");
-        metrics.record_confidence("m", "1", 0.9, true);
+        metrics.record_classes("m", "1", [("a", 1)]);
+        metrics.record_confidences("m", "1", [0.9].into_iter(), 1);
         metrics.set_model_state("m", "1", "ready");
         let text = metrics.encode();
         for name in [

@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use super::drift::{reference_shares, Binner, DriftWindow};
+use super::drift::{reference_shares, Binner, DriftWindow, MISSING_BIN, OTHER_BIN};
 use super::reference::{Profile, ReferenceProfile};
 use super::DriftSettings;
 use crate::preprocess::RecordBatch;
@@ -308,19 +308,23 @@ impl Drift {
         labels: &[String],
         window: usize,
     ) -> Result<Drift, String> {
-        let track = |name: &str, profile: &Profile| {
+        let track = |name: &str, what: &str, profile: &Profile| -> Result<Tracked, String> {
             let binner = Binner::new(profile);
-            Tracked { name: name.to_string(), bin_labels: binner.bin_labels(), binner }
+            let bin_labels = binner.bin_labels();
+            if let Some(reserved) = bin_labels.iter().rev().skip(2).find(|l| *l == OTHER_BIN || *l == MISSING_BIN) {
+                return Err(format!("{what}.categories: '{reserved}' is reserved for drift bins"));
+            }
+            Ok(Tracked { name: name.to_string(), bin_labels, binner })
         };
         let mut features = Vec::new();
         let mut windows = Vec::new();
         for (i, spec) in manifest.features.iter().enumerate() {
             if let Some(profile) = reference.features.get(&spec.name) {
-                features.push((i, track(&spec.name, profile)));
+                features.push((i, track(&spec.name, &format!("features.{}", spec.name), profile)?));
                 windows.push(DriftWindow::new(window, reference_shares(profile)));
             }
         }
-        let prediction = track(PREDICTION, &reference.prediction);
+        let prediction = track(PREDICTION, "prediction", &reference.prediction)?;
         let class_bins = match (manifest.model.task, &reference.prediction) {
             (Task::Classification, Profile::Category { .. }) => {
                 labels.iter().map(|l| prediction.binner.bin_category(l)).collect()
@@ -360,5 +364,23 @@ mod tests {
         // A class nobody predicted nor labelled does not count in the macro average.
         let pairs: VecDeque<(u32, u32)> = [(0, 0), (0, 0)].into_iter().collect();
         assert_eq!(classification_scores(&pairs, 3), (1.0, 1.0));
+    }
+
+    #[test]
+    fn categories_spelled_like_drift_bins_are_refused() {
+        let manifest = Manifest::from_toml(
+            "[model]\ntask = \"classification\"\n[[features]]\nname = \"c\"\ntype = \"category\"\n\
+             categories = [\"a\", \"__other__\"]\n[[preprocess]]\nop = \"one_hot\"\nfeatures = [\"c\"]\n\
+             categories = [\"a\", \"__other__\"]\n[outputs]\nlabels = [\"x\", \"y\"]\nprobabilities = \"p\"\n",
+        )
+        .unwrap();
+        let reference: ReferenceProfile = serde_json::from_value(serde_json::json!({
+            "rows": 2,
+            "features": {"c": {"kind": "category", "categories": ["a", "__other__"], "ratios": [0.5, 0.5, 0.0], "missing": 0.0}},
+            "prediction": {"kind": "category", "categories": ["x", "y"], "ratios": [0.5, 0.5, 0.0], "missing": 0.0}
+        }))
+        .unwrap();
+        let error = VersionMonitor::new("m", "1", &manifest, Some(&reference), DriftSettings::default()).unwrap_err();
+        assert!(error.contains("features.c.categories") && error.contains("__other__"), "{error}");
     }
 }
