@@ -36,7 +36,9 @@ impl Application {
         for entry in table.models.values() {
             for version in entry.versions.values() {
                 metrics.set_model_state(&entry.name, &version.version_label, "ready");
-                metrics.register_version(&version.monitor);
+                if settings.monitoring.enabled {
+                    metrics.register_version(&version.monitor);
+                }
             }
         }
         let prediction_log = match settings.monitoring.enabled {

@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use inferd::app::{shutdown_signal, Application};
+
+/// mimalloc: requests allocate on the executor threads and their prediction-log records are freed on the log
+/// writer's thread; glibc's malloc makes such cross-thread frees contend for arenas, mimalloc does not.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use inferd::config::Settings;
 
 #[derive(Parser)]

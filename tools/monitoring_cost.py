@@ -1,6 +1,8 @@
-"""What monitoring costs: the same inferd binary served twice side by side — `[monitoring] enabled = true`
-with the prediction log on, and `enabled = false` — loaded in alternating rounds by `wrk` on 127.0.0.1, and
-the throughput ratio reported per workload (median over rounds, so a noisy neighbour hits both sides alike).
+"""What monitoring costs: the same inferd binary served side by side with `[monitoring] enabled = false` and
+with monitoring on (metrics, drift windows, feedback memory), with and without the prediction log (every
+prediction, and a 10% sample), each loaded in turn by `wrk` on 127.0.0.1 in rotating order, round after
+round; the throughput ratio against "off" is reported per workload (median over rounds, so a noisy neighbour
+hits every side alike).
 
     python tools/monitoring_cost.py --inferd target/release/inferd [--rounds 5] [--seconds 5]
 
@@ -37,7 +39,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(inferd: str, workdir: pathlib.Path, name: str, monitoring: bool) -> tuple:
+def start_server(inferd: str, workdir: pathlib.Path, name: str, monitoring: bool, log_rate: float | None) -> tuple:
     port = free_port()
     config = workdir / f"{name}.toml"
     lines = [
@@ -45,8 +47,9 @@ def start_server(inferd: str, workdir: pathlib.Path, name: str, monitoring: bool
         "[models]", f"repository = {json.dumps(str(ROOT / 'models'))}", 'default = "breast_cancer"',
         "[monitoring]", f"enabled = {'true' if monitoring else 'false'}",
     ]
-    if monitoring:
-        lines += ["[monitoring.prediction_log]", f"path = {json.dumps(str(workdir / (name + '.jsonl')))}"]
+    if log_rate is not None:
+        lines += ["[monitoring.prediction_log]", f"path = {json.dumps(str(workdir / (name + '.jsonl')))}",
+                  f"sample_rate = {log_rate}", "max_bytes = 1073741824"]
     config.write_text("\n".join(lines) + "\n")
     log = open(workdir / f"{name}.log", "w")
     process = subprocess.Popen([inferd, "serve", "--config", str(config)], stdout=log, stderr=log)
@@ -85,45 +88,51 @@ def main() -> int:
     inputs = [c["input"] for c in fixture["cases"]]
     workloads = {"1 row": 1, "32 rows": 32}
 
+    sides = {  # name: (monitoring, prediction log sample rate or None)
+        "off": (False, None),
+        "on, no log": (True, None),
+        "on, log 10%": (True, 0.1),
+        "on, log all": (True, 1.0),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         workdir = pathlib.Path(tmp)
         servers = {}
+        results = {}
         try:
-            servers["on"] = start_server(args.inferd, workdir, "on", True)
-            servers["off"] = start_server(args.inferd, workdir, "off", False)
-            results = {}
+            for i, (side, (monitoring, log_rate)) in enumerate(sides.items()):
+                servers[side] = start_server(args.inferd, workdir, f"side{i}", monitoring, log_rate)
             for workload, rows in workloads.items():
                 body = workdir / f"body-{rows}.json"
                 body.write_text(json.dumps({"instances": [inputs[i % len(inputs)] for i in range(rows)]}))
                 script = workdir / f"post-{rows}.lua"
                 script.write_text(WRK_SCRIPT.format(body=body))
-                ratios, rates = [], {"on": [], "off": []}
+                rates = {side: [] for side in sides}
+                ratios = {side: [] for side in sides}
+                names = list(sides)
                 for round_ in range(args.rounds):
-                    # Alternate which side goes first, so drift in the machine's load hits both alike.
-                    order = ["on", "off"] if round_ % 2 == 0 else ["off", "on"]
+                    # Rotate the order, so drift in the machine's load hits every side alike.
+                    order = names[round_ % len(names):] + names[:round_ % len(names)]
                     measured = {}
                     for side in order:
                         measured[side] = wrk(servers[side][1] + "/predict", script, args.seconds,
                                              args.connections, args.threads)
                         rates[side].append(measured[side])
-                    ratios.append(measured["on"] / measured["off"])
-                    print(f"{workload:8s} round {round_ + 1}: on {measured['on']:9.0f} req/s   "
-                          f"off {measured['off']:9.0f} req/s   on/off {ratios[-1]:.3f}", flush=True)
-                results[workload] = (statistics.median(rates["on"]), statistics.median(rates["off"]),
-                                     statistics.median(ratios))
+                    for side in names:
+                        ratios[side].append(measured[side] / measured["off"])
+                    print(f"{workload:8s} round {round_ + 1}: " + "   ".join(
+                        f"{side} {measured[side]:7.0f}/s ({ratios[side][-1]:.3f})" for side in names), flush=True)
+                results[workload] = {side: (statistics.median(rates[side]), statistics.median(ratios[side]))
+                                     for side in names}
         finally:
             for process, _ in servers.values():
                 process.terminate()
                 process.wait(timeout=60)
-        # After SIGTERM the log is complete (flushed on shutdown).
-        logged = sum(1 for _ in open(workdir / "on.jsonl")) if (workdir / "on.jsonl").exists() else 0
-        print()
-        print(f"{'workload':10s} {'monitoring on':>15s} {'monitoring off':>15s} {'on/off (median)':>16s}")
-        for workload, (on, off, ratio) in results.items():
-            print(f"{workload:10s} {on:12.0f}/s {off:12.0f}/s {ratio:16.3f}")
-        print(f"prediction log lines written by the monitored server: {logged}")
-        print(f"machine: {os.cpu_count()} CPUs; wrk -t{args.threads} -c{args.connections}, "
-              f"{args.rounds} rounds of {args.seconds} s per side and workload")
+    print()
+    print(f"{'workload':10s}" + "".join(f"{side:>22s}" for side in sides))
+    for workload, by_side in results.items():
+        print(f"{workload:10s}" + "".join(f"{rate:>12.0f}/s {ratio:7.3f}" for rate, ratio in by_side.values()))
+    print(f"(req/s and on/off ratio, medians of {args.rounds} rounds of {args.seconds} s per side; "
+          f"{os.cpu_count()} CPUs; wrk -t{args.threads} -c{args.connections}; breast_cancer, 30 features)")
     return 0
 
 

@@ -57,13 +57,14 @@ async fn track(State(state): State<AppState>, request: Request, next: Next) -> R
         return next.run(request).await;
     }
     let started = Instant::now();
-    let endpoint = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let endpoint = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
     if let Some(endpoint) = endpoint {
         let (model, version) =
             response.extensions().get::<ServedBy>().map_or(("", ""), |s| (s.model.as_str(), s.version.as_str()));
         let status = response.status();
-        state.metrics.record_request(model, version, &endpoint, status.as_str(), started.elapsed().as_secs_f64());
+        let seconds = started.elapsed().as_secs_f64();
+        state.metrics.record_request(model, version, endpoint.as_str(), status.as_str(), seconds);
     }
     response
 }

@@ -20,6 +20,7 @@ use super::error::ApiError;
 use super::ServedBy;
 use crate::answer::{self, Answer};
 use crate::config::LowConfidencePolicy;
+use crate::monitor::metrics::VersionMetrics;
 use crate::monitor::prediction_log::LoggedRequest;
 use crate::monitor::version::{Predicted, VersionMonitor};
 use crate::preprocess::{json_type, Pipeline, RecordBatch};
@@ -103,24 +104,24 @@ async fn answer(
     let monitor = &model.monitor;
     let predicted: Vec<Predicted> = (0..rows).map(|r| answer::predicted(monitor.task, output.row(r))).collect();
     let watching = state.monitoring();
-    let (name, version) = (model.name.as_str(), model.version_label.as_str());
-    if watching {
-        state.metrics.record_inference(name, version, rows, timing.queue.as_secs_f64(), timing.inference.as_secs_f64());
+    let metrics = monitor.metrics().filter(|_| watching);
+    if let Some(metrics) = metrics {
+        metrics.record_inference(rows, timing.queue.as_secs_f64(), timing.inference.as_secs_f64());
         monitor.observe(&request.batch, &predicted);
     }
     let policy = state.settings.monitoring.low_confidence;
     if policy == LowConfidencePolicy::Reject {
         if let Some(r) = predicted.iter().position(|p| monitor.is_low_confidence(*p)) {
-            if watching {
-                record_confidence(state, monitor, &predicted);
+            if let Some(metrics) = metrics {
+                record_confidence(metrics, monitor, &predicted);
             }
             return Err(low_confidence(monitor, r, predicted[r]));
         }
     }
     let fallback = policy == LowConfidencePolicy::Fallback;
-    if watching {
-        record_confidence(state, monitor, &predicted);
-        record_answers(state, model, &predicted, fallback);
+    if let Some(metrics) = metrics {
+        record_confidence(metrics, monitor, &predicted);
+        record_answers(metrics, monitor, &predicted, fallback);
         let evicted = state.feedback.remember(monitor, &request.ids, &predicted);
         state.metrics.record_feedback_evictions(evicted);
     }
@@ -164,21 +165,19 @@ async fn off_executor<T: Send + 'static>(
     })?
 }
 
-fn record_confidence(state: &AppState, monitor: &VersionMonitor, predicted: &[Predicted]) {
+fn record_confidence(metrics: &VersionMetrics, monitor: &VersionMonitor, predicted: &[Predicted]) {
     let confidences = predicted.iter().filter_map(|p| match p {
         Predicted::Class { confidence, .. } => Some(*confidence),
         Predicted::Value(_) => None,
     });
     let low = predicted.iter().filter(|p| monitor.is_low_confidence(**p)).count() as u64;
-    state.metrics.record_confidences(&monitor.model, &monitor.version, confidences, low);
+    metrics.record_confidences(confidences, low);
 }
 
 /// `inferd_predictions_total` by the label answered (the fallback label where the policy put it).
-fn record_answers(state: &AppState, model: &ModelVersion, predicted: &[Predicted], fallback: bool) {
-    let monitor = &model.monitor;
-    let (name, version) = (model.name.as_str(), model.version_label.as_str());
-    if model.task() == Task::Regression {
-        state.metrics.record_values(name, version, predicted.len());
+fn record_answers(metrics: &VersionMetrics, monitor: &VersionMonitor, predicted: &[Predicted], fallback: bool) {
+    if monitor.task == Task::Regression {
+        metrics.record_values(predicted.len());
         return;
     }
     // Per class, then one counter update per label rather than one per row.
@@ -193,9 +192,7 @@ fn record_answers(state: &AppState, model: &ModelVersion, predicted: &[Predicted
             }
         }
     }
-    let labels = monitor.labels.iter().map(String::as_str).zip(per_class);
-    let fallback_label = monitor.fallback_label.as_deref().map(|label| (label, fell_back));
-    state.metrics.record_classes(name, version, labels.chain(fallback_label));
+    metrics.record_classes(&per_class, fell_back);
 }
 
 /// 422 for the first prediction below `min_confidence` under `low_confidence = "reject"`.
@@ -218,7 +215,7 @@ fn low_confidence(monitor: &VersionMonitor, record: usize, predicted: Predicted)
 #[derive(Debug)]
 pub struct PredictRequest {
     pub batch: RecordBatch,
-    pub ids: Vec<String>,
+    pub ids: Vec<Arc<str>>,
 }
 
 impl PredictRequest {
@@ -250,7 +247,7 @@ impl PredictRequest {
             return Err(ApiError::too_many("too_many_instances", "instances", instances.len(), max_instances));
         }
         let ids = match root.get("ids") {
-            None | Some(Value::Null) => instances.iter().map(|_| uuid::Uuid::new_v4().to_string()).collect(),
+            None | Some(Value::Null) => instances.iter().map(|_| generated_id()).collect(),
             Some(Value::Array(ids)) => {
                 if ids.len() != instances.len() {
                     return Err(shape(
@@ -261,7 +258,7 @@ impl PredictRequest {
                 ids.iter()
                     .enumerate()
                     .map(|(i, id)| match id {
-                        Value::String(s) if !s.is_empty() => Ok(s.clone()),
+                        Value::String(s) if !s.is_empty() => Ok(Arc::from(s.as_str())),
                         other => Err(ApiError::bad_request(
                             "wrong_type",
                             format!("ids[{i}]: expected a non-empty string, got {}", json_type(other)),
@@ -281,6 +278,11 @@ impl PredictRequest {
     }
 }
 
+/// A random (v4) UUID as an id, formatted straight into its shared string.
+fn generated_id() -> Arc<str> {
+    Arc::from(&*uuid::Uuid::new_v4().hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()))
+}
+
 #[derive(Serialize)]
 struct PredictResponse<'a> {
     model: &'a str,
@@ -291,7 +293,7 @@ struct PredictResponse<'a> {
 /// The model's output rows, serialised straight into the answer without an intermediate JSON tree.
 struct Predictions<'a> {
     model: &'a ModelVersion,
-    ids: &'a [String],
+    ids: &'a [Arc<str>],
     output: &'a ModelOutput,
     fallback: bool,
 }

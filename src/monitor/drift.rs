@@ -145,7 +145,10 @@ impl DriftWindow {
         self.ring[self.next] = bin as u32;
         self.counts[bin] += 1;
         self.totals[bin] += 1;
-        self.next = (self.next + 1) % self.ring.len();
+        self.next += 1;
+        if self.next == self.ring.len() {
+            self.next = 0;
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -4,8 +4,8 @@
 use std::sync::Mutex;
 
 use prometheus::{
-    exponential_buckets, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    exponential_buckets, Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use super::prediction_log::LogCounters;
@@ -41,6 +41,7 @@ pub struct Metrics {
     drift_level: IntGaugeVec,
     window_observations: IntGaugeVec,
     drift_threshold: GaugeVec,
+    window_size: IntGaugeVec,
     bin_total: IntCounterVec,
     reference_ratio: GaugeVec,
     feedback: IntCounterVec,
@@ -168,6 +169,11 @@ impl Metrics {
             "The manifest's PSI threshold of each severity (psi_warning, psi_critical).",
             &["model", "version", "severity"],
         );
+        let window_size = int_gauge(
+            "inferd_drift_window_size",
+            "Observations a full drift window holds (the manifest's window).",
+            &VERSION,
+        );
         let bin_total = counter(
             "inferd_feature_bin_total",
             "Observations per reference bin (\"0\", \"1\", ... for numbers; categories, __other__, __missing__).",
@@ -223,6 +229,7 @@ impl Metrics {
             drift_level,
             window_observations,
             drift_threshold,
+            window_size,
             bin_total,
             reference_ratio,
             feedback,
@@ -242,38 +249,6 @@ impl Metrics {
     pub fn record_request(&self, model: &str, version: &str, endpoint: &str, code: &str, seconds: f64) {
         self.requests.with_label_values(&[model, version, endpoint, code]).inc();
         self.request_duration.with_label_values(&[model, version, endpoint]).observe(seconds);
-    }
-
-    /// One model run of `rows` rows.
-    pub fn record_inference(&self, model: &str, version: &str, rows: usize, queue_s: f64, inference_s: f64) {
-        self.queue_duration.with_label_values(&[model, version]).observe(queue_s);
-        self.inference_duration.with_label_values(&[model, version]).observe(inference_s);
-        self.batch_size.with_label_values(&[model, version]).observe(rows as f64);
-    }
-
-    /// Classifications answered, `count` per label (the model's, or the fallback label).
-    pub fn record_classes<'a>(&self, model: &str, version: &str, counts: impl IntoIterator<Item = (&'a str, u64)>) {
-        for (label, count) in counts {
-            if count > 0 {
-                self.predictions.with_label_values(&[model, version, label]).inc_by(count);
-            }
-        }
-    }
-
-    /// The model's confidence in each classification, and how many were below `min_confidence`.
-    pub fn record_confidences(&self, model: &str, version: &str, confidences: impl Iterator<Item = f32>, low: u64) {
-        let histogram = self.confidence.with_label_values(&[model, version]);
-        for confidence in confidences {
-            histogram.observe(confidence as f64);
-        }
-        if low > 0 {
-            self.low_confidence.with_label_values(&[model, version]).inc_by(low);
-        }
-    }
-
-    /// `rows` regression answers.
-    pub fn record_values(&self, model: &str, version: &str, rows: usize) {
-        self.predictions.with_label_values(&[model, version, ""]).inc_by(rows as u64);
     }
 
     /// One `/feedback` item: `outcome` is matched, unknown_id or invalid (model and version "" when unknown).
@@ -300,6 +275,22 @@ impl Metrics {
         self.model_info.with_label_values(&[model, version, state]).set(1);
     }
 
+    /// The metric handles of one version's answers, resolved once (no label hashing per request).
+    pub fn version_handles(&self, monitor: &VersionMonitor) -> VersionMetrics {
+        let labels = [monitor.model.as_str(), monitor.version.as_str()];
+        let predictions = |label: &str| self.predictions.with_label_values(&[labels[0], labels[1], label]);
+        VersionMetrics {
+            inference: self.inference_duration.with_label_values(&labels),
+            queue: self.queue_duration.with_label_values(&labels),
+            batch_size: self.batch_size.with_label_values(&labels),
+            confidence: self.confidence.with_label_values(&labels),
+            low_confidence: self.low_confidence.with_label_values(&labels),
+            by_label: monitor.labels.iter().map(|label| predictions(label)).collect(),
+            fallback: monitor.fallback_label.as_deref().map(predictions),
+            values: (monitor.task == Task::Regression).then(|| predictions("")),
+        }
+    }
+
     /// Creates a loaded version's series: every bin counter at 0 (so `increase()` across replicas sees every
     /// bin from the start), reference ratios, thresholds, card baselines, drift levels at 0.
     pub fn register_version(&self, monitor: &VersionMonitor) {
@@ -316,10 +307,12 @@ impl Metrics {
             let settings = monitor.drift_settings;
             self.drift_threshold.with_label_values(&[model, version, "warning"]).set(settings.psi_warning);
             self.drift_threshold.with_label_values(&[model, version, "critical"]).set(settings.psi_critical);
+            self.window_size.with_label_values(&[model, version]).set(settings.window as i64);
         }
         if monitor.task == Task::Classification {
             self.low_confidence.with_label_values(&[model, version]);
         }
+        monitor.set_metrics(self.version_handles(monitor));
         for (metric, value) in &monitor.baseline {
             self.baseline.with_label_values(&[model, version, metric]).set(*value);
         }
@@ -379,6 +372,59 @@ impl Metrics {
     }
 }
 
+/// One model version's answer metrics, resolved once at registration.
+#[derive(Debug)]
+pub struct VersionMetrics {
+    inference: Histogram,
+    queue: Histogram,
+    batch_size: Histogram,
+    confidence: Histogram,
+    low_confidence: IntCounter,
+    /// `inferd_predictions_total` per class index.
+    by_label: Vec<IntCounter>,
+    fallback: Option<IntCounter>,
+    /// Regression answers (`label=""`).
+    values: Option<IntCounter>,
+}
+
+impl VersionMetrics {
+    /// One model run of `rows` rows.
+    pub fn record_inference(&self, rows: usize, queue_s: f64, inference_s: f64) {
+        self.queue.observe(queue_s);
+        self.inference.observe(inference_s);
+        self.batch_size.observe(rows as f64);
+    }
+
+    /// Classifications answered: `per_class[i]` with label `i`, `fell_back` with the fallback label.
+    pub fn record_classes(&self, per_class: &[u64], fell_back: u64) {
+        for (counter, count) in self.by_label.iter().zip(per_class) {
+            if *count > 0 {
+                counter.inc_by(*count);
+            }
+        }
+        if let (Some(counter), true) = (&self.fallback, fell_back > 0) {
+            counter.inc_by(fell_back);
+        }
+    }
+
+    /// The model's confidence in each classification, and how many were below `min_confidence`.
+    pub fn record_confidences(&self, confidences: impl Iterator<Item = f32>, low: u64) {
+        for confidence in confidences {
+            self.confidence.observe(confidence as f64);
+        }
+        if low > 0 {
+            self.low_confidence.inc_by(low);
+        }
+    }
+
+    /// `rows` regression answers.
+    pub fn record_values(&self, rows: usize) {
+        if let Some(values) = &self.values {
+            values.inc_by(rows as u64);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,9 +433,16 @@ mod tests {
     fn exports_the_contract_names() {
         let metrics = Metrics::new();
         metrics.record_request("m", "1", "/predict", "200", 0.001);
-        metrics.record_inference("m", "1", 3, 0.0001, 0.0002);
-        metrics.record_classes("m", "1", [("a", 1)]);
-        metrics.record_confidences("m", "1", [0.9].into_iter(), 1);
+        let manifest = crate::repository::manifest::Manifest::from_toml(
+            "[model]\ntask = \"classification\"\n[[features]]\nname = \"f\"\ntype = \"number\"\n\
+             [outputs]\nlabels = [\"a\", \"b\"]\nprobabilities = \"p\"\n",
+        )
+        .unwrap();
+        let monitor = VersionMonitor::new("m", "1", &manifest, None, crate::monitor::DriftSettings::default()).unwrap();
+        let handles = metrics.version_handles(&monitor);
+        handles.record_inference(3, 0.0001, 0.0002);
+        handles.record_classes(&[1, 0], 0);
+        handles.record_confidences([0.9].into_iter(), 1);
         metrics.set_model_state("m", "1", "ready");
         let text = metrics.encode();
         for name in [

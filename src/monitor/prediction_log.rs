@@ -12,23 +12,22 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use prometheus::IntCounter;
-use serde::ser::{SerializeMap, Serializer};
-use serde::Serialize;
 
 use crate::answer::Answer;
 use crate::config::PredictionLogSettings;
 use crate::preprocess::{RawValue, RecordBatch};
+use crate::repository::manifest::FeatureSpec;
 use crate::repository::ModelVersion;
 use crate::runtime::ModelOutput;
 
 /// One answered request's predictions, handed over whole.
 pub struct LoggedRequest {
     pub model: Arc<ModelVersion>,
-    pub ids: Vec<String>,
+    pub ids: Vec<Arc<str>>,
     pub batch: RecordBatch,
     pub output: ModelOutput,
     /// Whether low-confidence labels were replaced by the fallback label.
@@ -38,7 +37,8 @@ pub struct LoggedRequest {
 }
 
 enum Message {
-    Request(Box<LoggedRequest>),
+    /// A request and the rows of it sampled for the log (`None`: all).
+    Request(LoggedRequest, Option<Vec<u32>>),
     /// Flush, sync and acknowledge; the writer stops after it.
     Close(Sender<()>),
 }
@@ -51,6 +51,7 @@ pub struct LogCounters {
 }
 
 pub struct PredictionLog {
+    sample_rate: f64,
     sender: Sender<Message>,
     writer: Mutex<Option<JoinHandle<()>>>,
     counters: LogCounters,
@@ -67,18 +68,32 @@ impl PredictionLog {
         }
         let file = RotatingFile::open(path, settings.max_bytes, settings.max_files)?;
         let (sender, receiver) = crossbeam_channel::bounded(settings.queue_capacity);
-        let sample_rate = settings.sample_rate;
         let thread_counters = counters.clone();
         let writer = std::thread::Builder::new()
             .name("inferd-prediction-log".into())
-            .spawn(move || write_loop(receiver, file, sample_rate, thread_counters))?;
-        Ok(Some(PredictionLog { sender, writer: Mutex::new(Some(writer)), counters, drops: AtomicU64::new(0) }))
+            .spawn(move || write_loop(receiver, file, thread_counters))?;
+        Ok(Some(PredictionLog {
+            sample_rate: settings.sample_rate,
+            sender,
+            writer: Mutex::new(Some(writer)),
+            counters,
+            drops: AtomicU64::new(0),
+        }))
     }
 
     /// Queues a request's predictions; drops (and counts) them when the writer is that far behind.
+    /// Rows are sampled here, so a request none of whose rows is kept costs the writer nothing.
     pub fn submit(&self, request: LoggedRequest) {
-        let rows = request.ids.len() as u64;
-        match self.sender.try_send(Message::Request(Box::new(request))) {
+        let (rows, sampled) = if self.sample_rate >= 1.0 {
+            (request.ids.len() as u64, None)
+        } else {
+            let kept: Vec<u32> = (0..request.ids.len() as u32).filter(|_| sample(self.sample_rate)).collect();
+            if kept.is_empty() {
+                return;
+            }
+            (kept.len() as u64, Some(kept))
+        };
+        match self.sender.try_send(Message::Request(request, sampled)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.counters.dropped.inc_by(rows);
@@ -102,25 +117,39 @@ impl PredictionLog {
     }
 }
 
-fn write_loop(receiver: Receiver<Message>, mut file: RotatingFile, sample_rate: f64, counters: LogCounters) {
-    let mut sampler = Sampler::new(sample_rate);
+/// How long the writer sleeps when the queue is empty. It polls rather than blocks so that request threads
+/// never pay for waking it (a futex call per request); a record waits at most this long to be written.
+const IDLE_POLL: Duration = Duration::from_millis(10);
+
+fn write_loop(receiver: Receiver<Message>, mut file: RotatingFile, counters: LogCounters) {
     let mut line = Vec::with_capacity(1024);
     let mut failing = false;
-    while let Ok(message) = receiver.recv() {
+    let mut dirty = false;
+    loop {
+        let message = match receiver.try_recv() {
+            Ok(message) => message,
+            Err(TryRecvError::Empty) => {
+                if dirty {
+                    if let Err(error) = file.flush() {
+                        tracing::error!(path = %file.path.display(), %error, "prediction log: flush failed");
+                    }
+                    dirty = false;
+                }
+                std::thread::sleep(IDLE_POLL);
+                continue;
+            }
+            Err(TryRecvError::Disconnected) => break,
+        };
         match message {
-            Message::Request(request) => {
-                let (written, dropped) = write_request(&request, &mut file, &mut sampler, &mut line);
+            Message::Request(request, sampled) => {
+                let (written, dropped) = write_request(&request, sampled.as_deref(), &mut file, &mut line);
                 counters.written.inc_by(written);
                 counters.dropped.inc_by(dropped);
                 if dropped > 0 && !failing {
                     tracing::error!(path = %file.path.display(), "prediction log: write failed; records dropped");
                 }
                 failing = dropped > 0;
-                if receiver.is_empty() {
-                    if let Err(error) = file.flush() {
-                        tracing::error!(path = %file.path.display(), %error, "prediction log: flush failed");
-                    }
-                }
+                dirty = true;
             }
             Message::Close(ack) => {
                 if let Err(error) = file.sync() {
@@ -134,36 +163,58 @@ fn write_loop(receiver: Receiver<Message>, mut file: RotatingFile, sample_rate: 
     let _ = file.sync();
 }
 
-/// Writes the sampled records of one request; answers (written, dropped).
+/// The constant parts of one model version's log lines, JSON-escaped once: the model and version, and each
+/// feature's key. A line is then mostly number formatting, so the writer keeps up with a busy server.
+#[derive(Debug)]
+pub struct LineTemplate {
+    /// `,"model":…,"version":…,"input":{`
+    head: Vec<u8>,
+    /// `"feature":` per feature, with the separating comma before all but the first.
+    keys: Vec<Vec<u8>>,
+}
+
+impl LineTemplate {
+    pub fn new(model: &str, version: &str, features: &[FeatureSpec]) -> LineTemplate {
+        let json = |text: &str| serde_json::to_vec(text).expect("a string serialises");
+        let mut head = b",\"model\":".to_vec();
+        head.extend(json(model));
+        head.extend(b",\"version\":");
+        head.extend(json(version));
+        head.extend(b",\"input\":{");
+        let keys = features
+            .iter()
+            .enumerate()
+            .map(|(i, feature)| {
+                let mut key = if i == 0 { Vec::new() } else { b",".to_vec() };
+                key.extend(json(&feature.name));
+                key.push(b':');
+                key
+            })
+            .collect();
+        LineTemplate { head, keys }
+    }
+}
+
+/// Writes the sampled records of one request (`sampled`: their rows; `None`: every row); answers (written,
+/// dropped).
 fn write_request(
     request: &LoggedRequest,
+    sampled: Option<&[u32]>,
     file: &mut RotatingFile,
-    sampler: &mut Sampler,
     line: &mut Vec<u8>,
 ) -> (u64, u64) {
     let time = humantime::format_rfc3339_micros(request.time).to_string();
+    let monitor = &request.model.monitor;
+    let rows: Box<dyn Iterator<Item = usize>> = match sampled {
+        Some(rows) => Box::new(rows.iter().map(|r| *r as usize)),
+        None => Box::new(0..request.ids.len()),
+    };
     let (mut written, mut dropped) = (0, 0);
-    for (r, id) in request.ids.iter().enumerate() {
-        if !sampler.keep() {
-            continue;
-        }
+    for r in rows {
         line.clear();
-        let record = LogLine {
-            id,
-            time: &time,
-            request,
-            answer: Answer {
-                id: None,
-                monitor: &request.model.monitor,
-                row: request.output.row(r),
-                fallback: request.fallback,
-            },
-            record: request.batch.record(r),
-        };
-        let ok = serde_json::to_writer(&mut *line, &record).is_ok() && {
-            line.push(b'\n');
-            file.write_line(line).is_ok()
-        };
+        let answer = Answer { id: None, monitor, row: request.output.row(r), fallback: request.fallback };
+        let ok =
+            render_line(line, &request.ids[r], &time, request, r, &answer).is_ok() && file.write_line(line).is_ok();
         if ok {
             written += 1;
         } else {
@@ -173,72 +224,59 @@ fn write_request(
     (written, dropped)
 }
 
-struct LogLine<'a> {
-    id: &'a str,
-    time: &'a str,
-    request: &'a LoggedRequest,
-    answer: Answer<'a>,
-    record: &'a [RawValue],
-}
-
-impl Serialize for LogLine<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let model = &self.request.model;
-        let mut map = serializer.serialize_map(Some(7))?;
-        map.serialize_entry("id", self.id)?;
-        map.serialize_entry("time", self.time)?;
-        map.serialize_entry("model", &model.name)?;
-        map.serialize_entry("version", &model.version_label)?;
-        map.serialize_entry("input", &Input { model, record: self.record })?;
-        map.serialize_entry("output", &self.answer)?;
-        map.serialize_entry("latency_us", &self.request.latency_us)?;
-        map.end()
-    }
-}
-
-/// The raw record by feature name, as the client sent it (missing as null).
-struct Input<'a> {
-    model: &'a ModelVersion,
-    record: &'a [RawValue],
-}
-
-impl Serialize for Input<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let features = self.model.pipeline.features();
-        let mut map = serializer.serialize_map(Some(features.len()))?;
-        for (feature, value) in features.iter().zip(self.record) {
-            match value {
-                RawValue::Missing => map.serialize_entry(&feature.name, &())?,
-                RawValue::Number(x) => map.serialize_entry(&feature.name, x)?,
-                RawValue::Category(c) => map.serialize_entry(&feature.name, c.as_ref())?,
-            }
+/// `{"id","time","model","version","input":{…},"output":{…},"latency_us"}` and a newline.
+fn render_line(
+    line: &mut Vec<u8>,
+    id: &str,
+    time: &str,
+    request: &LoggedRequest,
+    r: usize,
+    answer: &Answer,
+) -> serde_json::Result<()> {
+    let template = &request.model.monitor.log_template;
+    let mut numbers = ryu::Buffer::new();
+    line.extend(b"{\"id\":");
+    serde_json::to_writer(&mut *line, id)?;
+    line.extend(b",\"time\":\"");
+    line.extend(time.as_bytes());
+    line.push(b'"');
+    line.extend(&template.head);
+    for (key, value) in template.keys.iter().zip(request.batch.record(r)) {
+        line.extend(key);
+        match value {
+            RawValue::Missing => line.extend(b"null"),
+            // Values passed request validation: always finite. ryu writes what serde_json would.
+            RawValue::Number(x) => line.extend(numbers.format_finite(*x).as_bytes()),
+            RawValue::Category(c) => serde_json::to_writer(&mut *line, c.as_ref())?,
         }
-        map.end()
     }
+    line.extend(b"},\"output\":");
+    serde_json::to_writer(&mut *line, answer)?;
+    line.extend(b",\"latency_us\":");
+    line.extend(request.latency_us.to_string().as_bytes());
+    line.extend(b"}\n");
+    Ok(())
 }
 
-/// Keeps each record with probability `rate` (a xorshift generator: sampling needs no cryptography).
-struct Sampler {
-    rate: f64,
-    state: u64,
+thread_local! {
+    /// Per-thread xorshift state for sampling (sampling needs no cryptography, and no shared state).
+    static SAMPLER: std::cell::Cell<u64> = std::cell::Cell::new({
+        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0x9e37_79b9, |d| d.as_nanos() as u64);
+        // Distinct per thread even when threads start in the same nanosecond.
+        (nanos ^ (&nanos as *const u64 as u64).rotate_left(32)) | 1
+    });
 }
 
-impl Sampler {
-    fn new(rate: f64) -> Sampler {
-        let seed =
-            SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0x9e37_79b9, |d| d.as_nanos() as u64);
-        Sampler { rate, state: seed | 1 }
-    }
-
-    fn keep(&mut self) -> bool {
-        if self.rate >= 1.0 {
-            return true;
-        }
-        self.state ^= self.state << 13;
-        self.state ^= self.state >> 7;
-        self.state ^= self.state << 17;
-        ((self.state >> 11) as f64 / (1u64 << 53) as f64) < self.rate
-    }
+/// True with probability `rate`.
+fn sample(rate: f64) -> bool {
+    SAMPLER.with(|state| {
+        let mut x = state.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        state.set(x);
+        ((x >> 11) as f64 / (1u64 << 53) as f64) < rate
+    })
 }
 
 /// An append-only file rotated before it would pass `max_bytes`: `path` → `path.1` → … → `path.{max_files}`.
@@ -325,10 +363,9 @@ mod tests {
 
     #[test]
     fn sampling_keeps_about_the_rate() {
-        let mut sampler = Sampler::new(0.25);
-        let kept = (0..100_000).filter(|_| sampler.keep()).count();
+        let kept = (0..100_000).filter(|_| sample(0.25)).count();
         assert!((23_000..27_000).contains(&kept), "{kept}");
-        let mut all = Sampler::new(1.0);
-        assert!((0..1000).all(|_| all.keep()));
+        assert!((0..1000).all(|_| sample(1.0)));
+        assert!((0..1000).all(|_| !sample(0.0)));
     }
 }

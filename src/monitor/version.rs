@@ -8,9 +8,11 @@
 //! while holding it.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use super::drift::{reference_shares, Binner, DriftWindow, MISSING_BIN, OTHER_BIN};
+use super::metrics::VersionMetrics;
+use super::prediction_log::LineTemplate;
 use super::reference::{Profile, ReferenceProfile};
 use super::DriftSettings;
 use crate::preprocess::RecordBatch;
@@ -102,6 +104,10 @@ pub struct VersionMonitor {
     pub baseline: Vec<(&'static str, f64)>,
     drift: Option<Drift>,
     live: Mutex<LiveWindow>,
+    /// The constant parts of this version's prediction-log lines.
+    pub log_template: LineTemplate,
+    /// The version's answer metrics, once the server registers it (CLI commands never do).
+    metrics: OnceLock<VersionMetrics>,
 }
 
 impl VersionMonitor {
@@ -141,7 +147,19 @@ impl VersionMonitor {
             baseline,
             drift,
             live: Mutex::new(live),
+            metrics: OnceLock::new(),
+            log_template: LineTemplate::new(model, version, &manifest.features),
         })
+    }
+
+    /// The answer metrics, when the server has registered this version.
+    pub fn metrics(&self) -> Option<&VersionMetrics> {
+        self.metrics.get()
+    }
+
+    /// Set once, at registration; later calls keep the first handles.
+    pub fn set_metrics(&self, metrics: VersionMetrics) {
+        let _ = self.metrics.set(metrics);
     }
 
     /// Whether a reference profile is being compared with.
@@ -174,23 +192,18 @@ impl VersionMonitor {
     /// Feeds accepted records and the model's answers (one per record) into the drift windows.
     pub fn observe(&self, batch: &RecordBatch, predicted: &[Predicted]) {
         let Some(drift) = &self.drift else { return };
-        let per_record = drift.features.len() + 1;
-        let mut bins = Vec::with_capacity(batch.len() * per_record);
+        // Binning is a few comparisons per value: done under the lock, it needs no buffer.
+        let mut windows = drift.lock();
+        let windows = &mut *windows;
         for (r, answer) in predicted.iter().enumerate().take(batch.len()) {
             let record = batch.record(r);
-            bins.extend(drift.features.iter().map(|(i, tracked)| tracked.binner.bin(&record[*i])));
-            bins.push(match answer {
+            for ((i, tracked), window) in drift.features.iter().zip(windows.features.iter_mut()) {
+                window.observe(tracked.binner.bin(&record[*i]));
+            }
+            windows.prediction.observe(match answer {
                 Predicted::Class { index, .. } => drift.class_bins.get(*index as usize).copied().unwrap_or(0),
                 Predicted::Value(v) => drift.prediction.binner.bin_number(*v as f64),
             });
-        }
-        let mut windows = drift.lock();
-        for record in bins.chunks_exact(per_record) {
-            let (prediction, features) = record.split_last().expect("a record has a prediction bin");
-            for (window, bin) in windows.features.iter_mut().zip(features) {
-                window.observe(*bin);
-            }
-            windows.prediction.observe(*prediction);
         }
     }
 
