@@ -518,6 +518,45 @@ def run(args, tmp: pathlib.Path, procs: Processes, webhook: Webhook):
                                              f"{a.get('state')}" for a in others))
 
 
+def run_guarded(args, tmp: pathlib.Path, procs: "Processes", body) -> tuple:
+    """Runs `body(webhook)` with a webhook receiver, then always stops every process started, saves the
+    webhook payloads and (with --keep-logs) copies configs and logs. Answers (body's result, failure or None)."""
+    webhook = None
+    failure = None
+    result = None
+    try:
+        webhook = Webhook()
+        log(f"webhook receiver on 127.0.0.1:{webhook.port}")
+        result = body(webhook)
+    except ChainFailure as e:
+        failure = str(e)
+    except KeyboardInterrupt:
+        failure = "interrupted"
+    finally:
+        signal.alarm(0)
+        try:
+            procs.stop_all()
+        finally:
+            if webhook is not None:
+                webhook.stop()
+                (tmp / "webhook.json").write_text(json.dumps(
+                    [{"t": round(t, 2), "path": p, "payload": body} for t, p, body in webhook.snapshot()], indent=1))
+            if args.keep_logs:
+                shutil.rmtree(args.keep_logs, ignore_errors=True)
+                shutil.copytree(tmp, args.keep_logs, ignore=shutil.ignore_patterns("*-data"))
+                print(f"logs and configs kept in {args.keep_logs}")
+    return result, failure
+
+
+def report_failure(program: str, tmp: pathlib.Path, failure: str):
+    """Prints the failure with the last lines of each process's log, and removes the scratch directory."""
+    print(f"\n{program}: FAILED: {failure}", file=sys.stderr)
+    for name in ("inferd", "prometheus", "alertmanager"):
+        if (tmp / f"{name}.log").exists():
+            print(f"--- {name}.log (last lines)\n{tail(tmp / f'{name}.log', 15)}", file=sys.stderr)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def find_tool(*names) -> str | None:
     for n in names:
         path = shutil.which(n)
@@ -569,36 +608,10 @@ def main(argv=None) -> int:
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="inferd-chain-"))
     procs = Processes(tmp)
-    webhook = None
-    failure = None
-    try:
-        webhook = Webhook()
-        log(f"webhook receiver on 127.0.0.1:{webhook.port}")
-        run(args, tmp, procs, webhook)
-    except ChainFailure as e:
-        failure = str(e)
-    except KeyboardInterrupt:
-        failure = "interrupted"
-    finally:
-        signal.alarm(0)
-        try:
-            procs.stop_all()
-        finally:
-            if webhook is not None:
-                webhook.stop()
-                (tmp / "webhook.json").write_text(json.dumps(
-                    [{"t": round(t, 2), "path": p, "payload": body} for t, p, body in webhook.snapshot()], indent=1))
-            if args.keep_logs:
-                shutil.rmtree(args.keep_logs, ignore_errors=True)
-                shutil.copytree(tmp, args.keep_logs, ignore=shutil.ignore_patterns("*-data"))
-                print(f"logs and configs kept in {args.keep_logs}")
+    failure = run_guarded(args, tmp, procs, lambda webhook: run(args, tmp, procs, webhook))[1]
     print("\ntimeline:\n" + log.summary())
     if failure is not None:
-        print(f"\nchain_test: FAILED: {failure}", file=sys.stderr)
-        for name in ("inferd", "prometheus", "alertmanager"):
-            if (tmp / f"{name}.log").exists():
-                print(f"--- {name}.log (last lines)\n{tail(tmp / f'{name}.log', 15)}", file=sys.stderr)
-        shutil.rmtree(tmp, ignore_errors=True)
+        report_failure("chain_test", tmp, failure)
         return 1
     shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nchain_test: OK in {log.elapsed():.1f} s")

@@ -362,36 +362,9 @@ def main(argv=None) -> int:
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="inferd-demo-"))
     procs = ct.Processes(tmp)
-    webhook = None
-    failure = None
-    result = None
-    try:
-        webhook = ct.Webhook()
-        ct.log(f"webhook receiver on 127.0.0.1:{webhook.port}")
-        result = run(args, tmp, procs, webhook)
-    except ct.ChainFailure as e:
-        failure = str(e)
-    except KeyboardInterrupt:
-        failure = "interrupted"
-    finally:
-        signal.alarm(0)
-        try:
-            procs.stop_all()
-        finally:
-            if webhook is not None:
-                webhook.stop()
-                (tmp / "webhook.json").write_text(json.dumps(
-                    [{"t": round(t, 2), "path": p, "payload": body} for t, p, body in webhook.snapshot()], indent=1))
-            if args.keep_logs:
-                shutil.rmtree(args.keep_logs, ignore_errors=True)
-                shutil.copytree(tmp, args.keep_logs, ignore=shutil.ignore_patterns("*-data"))
-                print(f"logs and configs kept in {args.keep_logs}")
+    result, failure = ct.run_guarded(args, tmp, procs, lambda webhook: run(args, tmp, procs, webhook))
     if failure is not None:
-        print(f"\ndemo_monitoring: FAILED: {failure}", file=sys.stderr)
-        for name in ("inferd", "prometheus", "alertmanager"):
-            if (tmp / f"{name}.log").exists():
-                print(f"--- {name}.log (last lines)\n{ct.tail(tmp / f'{name}.log', 15)}", file=sys.stderr)
-        shutil.rmtree(tmp, ignore_errors=True)
+        ct.report_failure("demo_monitoring", tmp, failure)
         return 1
     shutil.rmtree(tmp, ignore_errors=True)
     print("\n" + summary(result, args))

@@ -28,7 +28,7 @@ const PSI_FLOOR: f64 = 1e-4;
 #[derive(Debug, Clone)]
 pub enum Binner {
     Number { edges: Vec<f64> },
-    Category { index: HashMap<Arc<str>, usize>, count: usize },
+    Category { index: HashMap<Arc<str>, usize, foldhash::fast::RandomState>, count: usize },
 }
 
 impl Binner {
@@ -57,7 +57,7 @@ impl Binner {
     pub fn bin(&self, value: &RawValue) -> usize {
         match (self, value) {
             (_, RawValue::Missing) => self.missing_bin(),
-            (Binner::Number { edges }, RawValue::Number(x)) => edges.partition_point(|e| e < x),
+            (Binner::Number { edges }, RawValue::Number(x)) => count_below(edges, *x),
             (Binner::Category { index, count }, RawValue::Category(c)) => index.get(c).copied().unwrap_or(*count),
             // A value of the other kind cannot pass request validation; count it as "other" / last bin.
             (Binner::Number { edges }, RawValue::Category(_)) => edges.len(),
@@ -94,10 +94,16 @@ impl Binner {
     /// The bin of a number (a predicted value).
     pub fn bin_number(&self, x: f64) -> usize {
         match self {
-            Binner::Number { edges } => edges.partition_point(|e| *e < x),
+            Binner::Number { edges } => count_below(edges, x),
             Binner::Category { count, .. } => *count,
         }
     }
+}
+
+/// The number of edges below `x`: numpy's `searchsorted(edges, x, side="left")` for sorted edges. A
+/// branch-free count over the (about ten) edges beats a binary search, whose branches a CPU cannot predict.
+fn count_below(edges: &[f64], x: f64) -> usize {
+    edges.iter().map(|e| usize::from(*e < x)).sum()
 }
 
 /// The reference shares of a profile, in bin order with the missing share last.
