@@ -32,12 +32,11 @@ pub struct Answer<'a> {
 }
 
 impl Answer<'_> {
-    /// The label answered: the model's, or the fallback label for a low-confidence one.
-    pub fn label(&self) -> Option<&str> {
-        let answer = predicted(self.monitor.task, self.row);
+    /// The label answered for the model's `answer`: its own, or the fallback label for a low-confidence one.
+    fn label(&self, answer: Predicted) -> Option<&str> {
         let Predicted::Class { index, .. } = answer else { return None };
         match &self.monitor.fallback_label {
-            Some(fallback) if self.fallback && self.monitor.is_low_confidence(answer) => Some(fallback),
+            Some(fallback) if self.monitor.falls_back(answer, self.fallback) => Some(fallback),
             _ => Some(&self.monitor.labels[index as usize]),
         }
     }
@@ -52,7 +51,7 @@ impl Serialize for Answer<'_> {
         let answer = predicted(self.monitor.task, self.row);
         match answer {
             Predicted::Class { confidence, .. } => {
-                map.serialize_entry("label", &self.label())?;
+                map.serialize_entry("label", &self.label(answer))?;
                 map.serialize_entry(
                     "probabilities",
                     &Probabilities { labels: &self.monitor.labels, values: self.row },
@@ -60,9 +59,9 @@ impl Serialize for Answer<'_> {
                 map.serialize_entry("confidence", &confidence)?;
                 if self.monitor.is_low_confidence(answer) {
                     map.serialize_entry("low_confidence", &true)?;
-                    if self.fallback && self.monitor.fallback_label.is_some() {
-                        map.serialize_entry("fallback", &true)?;
-                    }
+                }
+                if self.monitor.falls_back(answer, self.fallback) {
+                    map.serialize_entry("fallback", &true)?;
                 }
             }
             Predicted::Value(value) => map.serialize_entry("value", &value)?,

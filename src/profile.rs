@@ -55,6 +55,13 @@ impl Column {
         }
     }
 
+    /// One observation of the category at `index` (the predicted class), without looking its name up.
+    fn add_category_index(&mut self, index: usize) {
+        if let Column::Categories { counts, .. } = self {
+            counts[index] += 1;
+        }
+    }
+
     /// The profile over `rows` rows; values not added were missing.
     fn profile(self, rows: u64) -> Value {
         let share = |count: u64| count as f64 / rows as f64;
@@ -158,10 +165,10 @@ pub fn profile(model: &ModelVersion, input: &Path) -> anyhow::Result<Value> {
                     column.add(value);
                 }
                 let row = output.row(r);
-                prediction.add(&match model.task() {
-                    Task::Classification => RawValue::Category(model.labels()[argmax(row)].as_str().into()),
-                    Task::Regression => RawValue::Number(row[0] as f64),
-                });
+                match model.task() {
+                    Task::Classification => prediction.add_category_index(argmax(row)),
+                    Task::Regression => prediction.add(&RawValue::Number(row[0] as f64)),
+                }
             }
             rows += batch.len() as u64;
             batch.values.clear();

@@ -4,7 +4,7 @@
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::error::ApiError;
 
@@ -67,6 +67,23 @@ pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     })?;
     deserializer.end().map_err(|error| classify(bytes, ".", &error))?;
     Ok(value)
+}
+
+/// Refuses (422 `unknown_field`) a JSON object holding a key not in `known`; `path` is the object's own
+/// field path ("" at the root), `hint` says what the object should hold.
+pub fn refuse_unknown_keys(
+    fields: &Map<String, Value>,
+    known: &[&str],
+    path: &str,
+    hint: &str,
+) -> Result<(), ApiError> {
+    match fields.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(key) => {
+            let field = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+            Err(ApiError::unprocessable("unknown_field", format!("unknown field '{field}': {hint}")).with_field(field))
+        }
+        None => Ok(()),
+    }
 }
 
 fn classify(bytes: &[u8], path: &str, error: &serde_json::Error) -> ApiError {

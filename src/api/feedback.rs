@@ -11,9 +11,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::body::{parse_json, read_json_bytes};
+use super::body::{parse_json, read_json_bytes, refuse_unknown_keys};
 use super::error::ApiError;
 use crate::monitor::feedback::Lookup;
 use crate::preprocess::json_type;
@@ -140,14 +140,4 @@ fn parse_item(item: &Value, path: &str) -> Result<Item, ApiError> {
         .with_field(path));
     }
     Ok(Item { id, label, value })
-}
-
-fn refuse_unknown_keys(fields: &Map<String, Value>, known: &[&str], path: &str, hint: &str) -> Result<(), ApiError> {
-    match fields.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(key) => {
-            let field = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
-            Err(ApiError::unprocessable("unknown_field", format!("unknown field '{field}': {hint}")).with_field(field))
-        }
-        None => Ok(()),
-    }
 }

@@ -15,7 +15,7 @@ use serde::ser::{SerializeSeq, Serializer};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::body::{parse_json, read_json_bytes};
+use super::body::{parse_json, read_json_bytes, refuse_unknown_keys};
 use super::error::ApiError;
 use super::ServedBy;
 use crate::answer::{self, Answer};
@@ -185,7 +185,7 @@ fn record_answers(metrics: &VersionMetrics, monitor: &VersionMonitor, predicted:
     let mut fell_back = 0u64;
     for answer in predicted {
         if let Predicted::Class { index, .. } = answer {
-            if fallback && monitor.fallback_label.is_some() && monitor.is_low_confidence(*answer) {
+            if monitor.falls_back(*answer, fallback) {
                 fell_back += 1;
             } else {
                 per_class[*index as usize] += 1;
@@ -225,13 +225,7 @@ impl PredictRequest {
         let Value::Object(root) = value else {
             return Err(shape("", format!("expected an object with \"instances\", got {}", json_type(value))));
         };
-        if let Some(key) = root.keys().find(|k| *k != "instances" && *k != "ids") {
-            return Err(ApiError::unprocessable(
-                "unknown_field",
-                format!("unknown field '{key}': a request has \"instances\" and optional \"ids\""),
-            )
-            .with_field(key.as_str()));
-        }
+        refuse_unknown_keys(root, &["instances", "ids"], "", "a request has \"instances\" and optional \"ids\"")?;
         let instances = match root.get("instances") {
             Some(Value::Array(items)) => items,
             Some(other) => {

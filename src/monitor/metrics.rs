@@ -322,9 +322,8 @@ impl Metrics {
     pub fn refresh_version(&self, monitor: &VersionMonitor) {
         let _serial = self.refresh.lock().unwrap_or_else(|e| e.into_inner());
         let (model, version) = (monitor.model.as_str(), monitor.version.as_str());
-        let bins = monitor.bins();
-        for (reading, (_, labels, _)) in monitor.drift_readings().iter().zip(&bins) {
-            let name = reading.name.as_str();
+        for reading in monitor.drift_readings() {
+            let name = reading.name;
             let (psi, js) = if name == PREDICTION {
                 (
                     self.prediction_psi.with_label_values(&[model, version]),
@@ -342,7 +341,7 @@ impl Metrics {
             }
             self.drift_level.with_label_values(&[model, version, name]).set(reading.level as i64);
             self.window_observations.with_label_values(&[model, version, name]).set(reading.observations as i64);
-            for (bin, total) in labels.iter().zip(&reading.totals) {
+            for (bin, total) in reading.bin_labels.iter().zip(&reading.totals) {
                 let counter = self.bin_total.with_label_values(&[model, version, name, bin]);
                 let seen = counter.get();
                 if *total > seen {

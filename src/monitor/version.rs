@@ -62,16 +62,18 @@ struct Windows {
 
 /// What `/metrics` shows of one variable's drift.
 #[derive(Debug, Clone, PartialEq)]
-pub struct DriftReading {
+pub struct DriftReading<'a> {
     /// The feature's name, or [`PREDICTION`].
-    pub name: String,
+    pub name: &'a str,
+    /// The `bin` label of each bin, in [`VersionMonitor::bins`] order.
+    pub bin_labels: &'a [String],
     /// `None` until the first observation.
     pub psi: Option<f64>,
     pub js: Option<f64>,
     /// 0 ok, 1 warning, 2 critical (0 until the window first fills).
     pub level: u8,
     pub observations: usize,
-    /// Observations ever made, per bin, in [`VersionMonitor::bins`] order.
+    /// Observations ever made, per bin (same order).
     pub totals: Vec<u64>,
 }
 
@@ -172,6 +174,12 @@ impl VersionMonitor {
         matches!(predicted, Predicted::Class { confidence, .. } if (confidence as f64) < self.min_confidence)
     }
 
+    /// Whether this answer is replaced by the manifest's `fallback_label`: under the fallback policy
+    /// (`policy_falls_back`), for a low-confidence classification of a model that has such a label.
+    pub fn falls_back(&self, predicted: Predicted, policy_falls_back: bool) -> bool {
+        policy_falls_back && self.fallback_label.is_some() && self.is_low_confidence(predicted)
+    }
+
     /// Every monitored variable (features, then [`PREDICTION`]) with its bin labels and reference shares:
     /// the series that exist from load.
     pub fn bins(&self) -> Vec<(&str, &[String], Vec<f64>)> {
@@ -208,15 +216,16 @@ impl VersionMonitor {
     }
 
     /// PSI, JS, level and bin totals of every monitored variable, features first, then [`PREDICTION`].
-    pub fn drift_readings(&self) -> Vec<DriftReading> {
+    pub fn drift_readings(&self) -> Vec<DriftReading<'_>> {
         let Some(drift) = &self.drift else { return Vec::new() };
         let settings = self.drift_settings;
         let windows = drift.lock();
-        let names = drift.features.iter().map(|(_, t)| t.name.as_str()).chain([PREDICTION]);
-        names
+        let tracked = drift.features.iter().map(|(_, t)| t).chain([&drift.prediction]);
+        tracked
             .zip(windows.features.iter().chain([&windows.prediction]))
-            .map(|(name, window)| DriftReading {
-                name: name.to_string(),
+            .map(|(tracked, window)| DriftReading {
+                name: &tracked.name,
+                bin_labels: &tracked.bin_labels,
                 psi: window.psi(),
                 js: window.js(),
                 level: window.level(settings.psi_warning, settings.psi_critical),
