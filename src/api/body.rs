@@ -78,12 +78,15 @@ pub fn refuse_unknown_keys(
     hint: &str,
 ) -> Result<(), ApiError> {
     match fields.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(key) => {
-            let field = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
-            Err(ApiError::unprocessable("unknown_field", format!("unknown field '{field}': {hint}")).with_field(field))
-        }
+        Some(key) => Err(unknown_key(key, path, hint)),
         None => Ok(()),
     }
+}
+
+/// 422 `unknown_field` for `key` of the object at `path` ("" at the root); `hint` says what it should hold.
+pub fn unknown_key(key: &str, path: &str, hint: &str) -> ApiError {
+    let field = if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+    ApiError::unprocessable("unknown_field", format!("unknown field '{field}': {hint}")).with_field(field)
 }
 
 fn classify(bytes: &[u8], path: &str, error: &serde_json::Error) -> ApiError {

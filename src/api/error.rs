@@ -113,6 +113,7 @@ impl From<RecordError> for ApiError {
             RecordErrorKind::WrongType { .. } => (StatusCode::BAD_REQUEST, "wrong_type"),
             RecordErrorKind::Missing => (StatusCode::BAD_REQUEST, "missing_feature"),
             RecordErrorKind::Unknown => (StatusCode::BAD_REQUEST, "unknown_feature"),
+            RecordErrorKind::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             RecordErrorKind::WrongLength { .. } | RecordErrorKind::NotAnInstance { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "wrong_shape")
             }

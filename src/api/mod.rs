@@ -10,6 +10,7 @@ mod feedback;
 mod health;
 mod models;
 mod predict;
+mod predict_body;
 
 use std::time::{Duration, Instant};
 

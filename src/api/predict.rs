@@ -7,23 +7,22 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::ser::{SerializeSeq, Serializer};
 use serde::Serialize;
-use serde_json::Value;
 
-use super::body::{parse_json, read_json_bytes, refuse_unknown_keys};
+use super::body::read_json_bytes;
 use super::error::ApiError;
+use super::predict_body::PredictRequest;
 use super::ServedBy;
 use crate::answer::{self, Answer};
 use crate::config::LowConfidencePolicy;
 use crate::monitor::metrics::VersionMetrics;
 use crate::monitor::prediction_log::LoggedRequest;
 use crate::monitor::version::{Predicted, VersionMonitor};
-use crate::preprocess::{json_type, Pipeline, RecordBatch};
 use crate::repository::manifest::Task;
 use crate::repository::ModelVersion;
 use crate::runtime::ModelOutput;
@@ -91,14 +90,14 @@ async fn answer(
     let max_instances = limits.max_instances;
     let large = bytes.len() > INLINE_BODY_BYTES;
     let parse_model = model.clone();
-    let parse = move || -> Result<(PredictRequest, Vec<f32>), ApiError> {
-        let value = parse_json(&bytes)?;
-        let request = PredictRequest::parse(&value, &parse_model.pipeline, max_instances)?;
+    let parse = move || -> Result<(PredictRequest, Vec<f32>, Bytes), ApiError> {
+        let request = PredictRequest::parse(&bytes, &parse_model.pipeline, max_instances)?;
         let input = parse_model.pipeline.transform(&request.batch)?;
-        Ok((request, input))
+        Ok((request, input, bytes))
     };
-    let (request, input) = if large { off_executor(parse).await? } else { parse()? };
+    let (mut request, input, bytes) = if large { off_executor(parse).await? } else { parse()? };
     let rows = request.batch.len();
+    let ids = state.feedback.ids(request.ids.take(), rows);
     let (output, timing) = state.pool.infer(model.plan.clone(), input, rows).await?;
 
     let monitor = &model.monitor;
@@ -122,19 +121,19 @@ async fn answer(
     if let Some(metrics) = metrics {
         record_confidence(metrics, monitor, &predicted);
         record_answers(metrics, monitor, &predicted, fallback);
-        let evicted = state.feedback.remember(monitor, &request.ids, &predicted);
+        let evicted = state.feedback.remember(monitor, &ids, &predicted);
         state.metrics.record_feedback_evictions(evicted);
     }
 
     let render_model = model.clone();
     let render = move || {
-        let predictions = Predictions { model: &render_model, ids: &request.ids, output: &output, fallback };
+        let predictions = Predictions { model: &render_model, ids: &ids.ids, output: &output, fallback };
         let response = PredictResponse { model: &render_model.name, version: &render_model.version_label, predictions };
         let body = serde_json::to_vec(&response)
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
-        Ok((body, request, output))
+        Ok((body, request, ids, output))
     };
-    let (body, request, output) = if rows > INLINE_ROWS { off_executor(render).await? } else { render()? };
+    let (body, request, ids, output) = if rows > INLINE_ROWS { off_executor(render).await? } else { render()? };
     let mut response = (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response();
     let headers = response.headers_mut();
     let micros = |d: std::time::Duration| HeaderValue::from(d.as_micros() as u64);
@@ -145,8 +144,10 @@ async fn answer(
     if let (true, Some(log)) = (watching, &state.prediction_log) {
         log.submit(LoggedRequest {
             model: model.clone(),
-            ids: request.ids,
+            ids: ids.ids,
             batch: request.batch,
+            body: bytes,
+            spans: request.spans,
             output,
             fallback,
             time: SystemTime::now(),
@@ -209,72 +210,6 @@ fn low_confidence(monitor: &VersionMonitor, record: usize, predicted: Predicted)
         ),
     )
     .with_field(format!("instances[{record}]"))
-}
-
-/// A checked `/predict` body: raw records and one id per record.
-#[derive(Debug)]
-pub struct PredictRequest {
-    pub batch: RecordBatch,
-    pub ids: Vec<Arc<str>>,
-}
-
-impl PredictRequest {
-    /// `{"instances": [...], "ids": [...]}` → typed records. Shape errors are 422, value errors 400.
-    pub fn parse(value: &Value, pipeline: &Pipeline, max_instances: usize) -> Result<PredictRequest, ApiError> {
-        let shape = |field: &str, message: String| ApiError::unprocessable("wrong_shape", message).with_field(field);
-        let Value::Object(root) = value else {
-            return Err(shape("", format!("expected an object with \"instances\", got {}", json_type(value))));
-        };
-        refuse_unknown_keys(root, &["instances", "ids"], "", "a request has \"instances\" and optional \"ids\"")?;
-        let instances = match root.get("instances") {
-            Some(Value::Array(items)) => items,
-            Some(other) => {
-                return Err(shape("instances", format!("expected an array of instances, got {}", json_type(other))))
-            }
-            None => return Err(shape("instances", "\"instances\" is required".into())),
-        };
-        if instances.is_empty() {
-            return Err(ApiError::unprocessable("empty_instances", "\"instances\" must hold at least one instance")
-                .with_field("instances"));
-        }
-        if instances.len() > max_instances {
-            return Err(ApiError::too_many("too_many_instances", "instances", instances.len(), max_instances));
-        }
-        let ids = match root.get("ids") {
-            None | Some(Value::Null) => instances.iter().map(|_| generated_id()).collect(),
-            Some(Value::Array(ids)) => {
-                if ids.len() != instances.len() {
-                    return Err(shape(
-                        "ids",
-                        format!("expected {} ids (one per instance), got {}", instances.len(), ids.len()),
-                    ));
-                }
-                ids.iter()
-                    .enumerate()
-                    .map(|(i, id)| match id {
-                        Value::String(s) if !s.is_empty() => Ok(Arc::from(s.as_str())),
-                        other => Err(ApiError::bad_request(
-                            "wrong_type",
-                            format!("ids[{i}]: expected a non-empty string, got {}", json_type(other)),
-                        )
-                        .with_field(format!("ids[{i}]"))),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?
-            }
-            Some(other) => return Err(shape("ids", format!("expected an array of strings, got {}", json_type(other)))),
-        };
-        let mut batch = RecordBatch::new(pipeline.features().len());
-        batch.values.reserve(instances.len() * batch.width);
-        for (i, instance) in instances.iter().enumerate() {
-            pipeline.parse_instance(instance, &format!("instances[{i}]"), &mut batch)?;
-        }
-        Ok(PredictRequest { batch, ids })
-    }
-}
-
-/// A random (v4) UUID as an id, formatted straight into its shared string.
-fn generated_id() -> Arc<str> {
-    Arc::from(&*uuid::Uuid::new_v4().hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()))
 }
 
 #[derive(Serialize)]

@@ -83,6 +83,24 @@ impl Binner {
         labels
     }
 
+    /// Bins each of `values` (one feature's values, record after record) into `window`. The binner's kind is
+    /// matched once per column rather than once per value, so the loop over numbers is a tight one.
+    pub fn observe_column<'v>(&self, values: impl Iterator<Item = &'v RawValue>, window: &mut DriftWindow) {
+        let missing = self.missing_bin();
+        match self {
+            Binner::Number { edges } => {
+                for value in values {
+                    window.observe(match value {
+                        RawValue::Number(x) => count_below(edges, *x),
+                        RawValue::Missing => missing,
+                        RawValue::Category(_) => edges.len(),
+                    });
+                }
+            }
+            Binner::Category { .. } => values.for_each(|value| window.observe(self.bin(value))),
+        }
+    }
+
     /// The bin of a category given by name (the predicted label).
     pub fn bin_category(&self, label: &str) -> usize {
         match self {
@@ -102,6 +120,7 @@ impl Binner {
 
 /// The number of edges below `x`: numpy's `searchsorted(edges, x, side="left")` for sorted edges. A
 /// branch-free count over the (about ten) edges beats a binary search, whose branches a CPU cannot predict.
+#[inline]
 fn count_below(edges: &[f64], x: f64) -> usize {
     edges.iter().map(|e| usize::from(*e < x)).sum()
 }
@@ -141,6 +160,8 @@ impl DriftWindow {
         }
     }
 
+    /// Called for every monitored value of every prediction: inlined into the binning loops.
+    #[inline(always)]
     pub fn observe(&mut self, bin: usize) {
         let bin = bin.min(self.counts.len() - 1);
         if self.len == self.ring.len() {

@@ -8,12 +8,14 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
+use axum::body::Bytes;
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use prometheus::IntCounter;
 
@@ -29,6 +31,9 @@ pub struct LoggedRequest {
     pub model: Arc<ModelVersion>,
     pub ids: Vec<Arc<str>>,
     pub batch: RecordBatch,
+    /// The request body, and where each record's JSON text lies in it: named records are logged as sent.
+    pub body: Bytes,
+    pub spans: Vec<Range<usize>>,
     pub output: ModelOutput,
     /// Whether low-confidence labels were replaced by the fallback label.
     pub fallback: bool,
@@ -234,14 +239,43 @@ fn render_line(
     answer: &Answer,
 ) -> serde_json::Result<()> {
     let template = &request.model.monitor.log_template;
-    let mut numbers = ryu::Buffer::new();
     line.extend(b"{\"id\":");
     serde_json::to_writer(&mut *line, id)?;
     line.extend(b",\"time\":\"");
     line.extend(time.as_bytes());
     line.push(b'"');
     line.extend(&template.head);
-    for (key, value) in template.keys.iter().zip(request.batch.record(r)) {
+    match request.spans.get(r).map(|span| &request.body[span.clone()]) {
+        // An object of named features: its text as sent, less any line breaks (whitespace in valid JSON).
+        Some(text) if text.first() == Some(&b'{') => {
+            let start = line.len();
+            line.extend_from_slice(&text[1..]);
+            if memchr::memchr2(b'\n', b'\r', &text[1..]).is_some() {
+                for byte in &mut line[start..] {
+                    if *byte == b'\n' || *byte == b'\r' {
+                        *byte = b' ';
+                    }
+                }
+            }
+        }
+        // An array of values in feature order: named here, so every line reads the same way.
+        _ => {
+            render_record(line, template, request.batch.record(r))?;
+            line.push(b'}');
+        }
+    }
+    line.extend(b",\"output\":");
+    serde_json::to_writer(&mut *line, answer)?;
+    line.extend(b",\"latency_us\":");
+    line.extend(request.latency_us.to_string().as_bytes());
+    line.extend(b"}\n");
+    Ok(())
+}
+
+/// `"feature":value,…` of one record, in `[[features]]` order (missing values as null).
+fn render_record(line: &mut Vec<u8>, template: &LineTemplate, record: &[RawValue]) -> serde_json::Result<()> {
+    let mut numbers = ryu::Buffer::new();
+    for (key, value) in template.keys.iter().zip(record) {
         line.extend(key);
         match value {
             RawValue::Missing => line.extend(b"null"),
@@ -250,11 +284,6 @@ fn render_line(
             RawValue::Category(c) => serde_json::to_writer(&mut *line, c.as_ref())?,
         }
     }
-    line.extend(b"},\"output\":");
-    serde_json::to_writer(&mut *line, answer)?;
-    line.extend(b",\"latency_us\":");
-    line.extend(request.latency_us.to_string().as_bytes());
-    line.extend(b"}\n");
     Ok(())
 }
 

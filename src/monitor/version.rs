@@ -200,14 +200,16 @@ impl VersionMonitor {
     /// Feeds accepted records and the model's answers (one per record) into the drift windows.
     pub fn observe(&self, batch: &RecordBatch, predicted: &[Predicted]) {
         let Some(drift) = &self.drift else { return };
-        // Binning is a few comparisons per value: done under the lock, it needs no buffer.
+        // Binning is a few comparisons per value: done under the lock, it needs no buffer. Column by column,
+        // so each feature's edges and window stay at hand.
+        let rows = batch.len().min(predicted.len());
         let mut windows = drift.lock();
         let windows = &mut *windows;
-        for (r, answer) in predicted.iter().enumerate().take(batch.len()) {
-            let record = batch.record(r);
-            for ((i, tracked), window) in drift.features.iter().zip(windows.features.iter_mut()) {
-                window.observe(tracked.binner.bin(&record[*i]));
-            }
+        for ((i, tracked), window) in drift.features.iter().zip(windows.features.iter_mut()) {
+            let column = batch.values.iter().skip(*i).step_by(batch.width.max(1)).take(rows);
+            tracked.binner.observe_column(column, window);
+        }
+        for answer in &predicted[..rows] {
             windows.prediction.observe(match answer {
                 Predicted::Class { index, .. } => drift.class_bins.get(*index as usize).copied().unwrap_or(0),
                 Predicted::Value(v) => drift.prediction.binner.bin_number(*v as f64),

@@ -170,6 +170,10 @@ async fn valid_json_of_the_wrong_shape_is_422() {
         let error = assert_error(app.post_json("/predict", &body).await, 422, code).await;
         assert_eq!(error["error"]["field"].as_str().unwrap_or(""), field, "{body}");
     }
+    // A key given twice is refused, not silently overwritten.
+    let twice = format!("{{\"instances\": [{input}], \"instances\": [{input}]}}");
+    let error = assert_error(app.post_raw("/predict", Some("application/json"), twice).await, 422, "wrong_shape").await;
+    assert_eq!(error["error"]["field"], "instances");
 }
 
 #[tokio::test]

@@ -58,6 +58,35 @@ async fn each_answered_prediction_is_one_line_with_its_input_and_output() {
 }
 
 #[tokio::test]
+async fn inputs_are_logged_as_sent_on_one_line_and_positional_ones_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("predictions.jsonl");
+    let mut app = app_logging_to(path.clone(), |_| {}).await;
+    let described: Value = app.get("/models/wine").await.json().await.unwrap();
+    let names: Vec<String> =
+        described["features"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap().into()).collect();
+    let input = sample_input("wine");
+    let positional: Vec<Value> = names.iter().map(|n| input[n].clone()).collect();
+    // Pretty-printed (line breaks inside the record), a key written with an escape, and a positional record.
+    let pretty = serde_json::to_string_pretty(&json!({"instances": [input, positional], "ids": ["a", "b"]}))
+        .unwrap()
+        .replacen("\"alcohol\"", "\"\\u0061lcohol\"", 1);
+    assert!(pretty.contains("\\u0061lcohol"));
+    let answer = app.post_raw("/models/wine/predict", Some("application/json"), pretty).await;
+    assert_eq!(answer.status(), 200);
+    app.stop().await.unwrap().unwrap();
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 2, "one line per record, whatever the body's layout:\n{text}");
+    let lines = log_lines(&path);
+    assert_eq!(lines[0]["id"], "a");
+    assert_eq!(lines[0]["input"], input, "the named record as sent");
+    assert_eq!(lines[1]["id"], "b");
+    assert_eq!(lines[1]["input"], input, "the positional record, by feature name");
+    assert_eq!(lines[0]["output"], lines[1]["output"]);
+}
+
+#[tokio::test]
 async fn sampling_keeps_about_the_configured_share() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("predictions.jsonl");

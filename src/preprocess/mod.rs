@@ -7,13 +7,18 @@
 //! `(x - center) / scale`, `OneHotEncoder(handle_unknown="ignore")` writes all zeros for an unseen category.
 //!
 //! The same pipeline serves every endpoint and `inferd check`, and [`Pipeline::parse_instance`] is the one
-//! place where a JSON record becomes typed raw values, so every caller refuses bad input the same way.
+//! place where a JSON record becomes typed raw values ([`Pipeline::parse_instance_json`] reading its text), so every caller refuses bad input the same way.
+
+mod json;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use serde_json::Value;
+
+pub(crate) use json::refuse_json_types;
+pub use json::{fail, InstanceError, KeySeed};
 
 use crate::repository::manifest::{FeatureSpec, FeatureType, HandleUnknown, ImputeValue, Manifest, StepSpec};
 
@@ -63,6 +68,8 @@ pub enum RecordErrorKind {
     WrongLength { expected: usize, got: usize },
     /// An instance that is neither an object nor an array.
     NotAnInstance { got: &'static str },
+    /// Text that is not valid JSON.
+    Malformed(String),
 }
 
 /// A record error, with the JSON path of the offending field (`instances[3].mean radius`).
@@ -86,6 +93,7 @@ impl fmt::Display for RecordError {
             RecordErrorKind::NotAnInstance { got } => {
                 write!(f, "{}: expected an object of named features or an array of values, got {got}", self.field)
             }
+            RecordErrorKind::Malformed(message) => write!(f, "{}: not valid JSON: {message}", self.field),
         }
     }
 }
@@ -211,7 +219,7 @@ struct Column {
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     features: Vec<FeatureSpec>,
-    index: HashMap<String, usize>,
+    index: HashMap<String, usize, foldhash::fast::RandomState>,
     columns: Vec<Column>,
     width: usize,
 }
@@ -223,7 +231,7 @@ impl Pipeline {
         if features.is_empty() {
             return Err(compile_error("features", "at least one feature is required"));
         }
-        let mut index = HashMap::new();
+        let mut index = HashMap::default();
         for (i, feature) in features.iter().enumerate() {
             if feature.name.is_empty() {
                 return Err(compile_error(format!("features[{i}].name"), "must not be empty"));
@@ -304,63 +312,14 @@ impl Pipeline {
     /// Parses one JSON instance (an object by feature name, or an array in `[[features]]` order) and appends
     /// its raw values to `batch`. `path` is the instance's JSON path, used in errors (`instances[3]`).
     pub fn parse_instance(&self, value: &Value, path: &str, batch: &mut RecordBatch) -> Result<(), RecordError> {
-        all_or_nothing(batch, |batch| match value {
-            Value::Object(map) => self.parse_named(map, path, batch),
-            Value::Array(items) => self.parse_positional(items, path, batch),
-            other => Err(RecordError {
-                field: path.to_string(),
-                kind: RecordErrorKind::NotAnInstance { got: json_type(other) },
-            }),
-        })
-    }
-
-    fn parse_named(
-        &self,
-        map: &serde_json::Map<String, Value>,
-        path: &str,
-        batch: &mut RecordBatch,
-    ) -> Result<(), RecordError> {
-        let start = batch.values.len();
-        batch.values.resize(start + self.features.len(), RawValue::Missing);
-        for (name, value) in map {
-            let Some(&i) = self.index.get(name) else {
-                return Err(RecordError { field: format!("{path}.{name}"), kind: RecordErrorKind::Unknown });
-            };
-            batch.values[start + i] = self.parse_value(i, value, || format!("{path}.{name}"))?;
-        }
-        self.check_required(&batch.values[start..], |i| format!("{path}.{}", self.features[i].name))
-    }
-
-    fn parse_positional(&self, items: &[Value], path: &str, batch: &mut RecordBatch) -> Result<(), RecordError> {
-        if items.len() != self.features.len() {
-            return Err(RecordError {
-                field: path.to_string(),
-                kind: RecordErrorKind::WrongLength { expected: self.features.len(), got: items.len() },
-            });
-        }
-        let start = batch.values.len();
-        for (i, value) in items.iter().enumerate() {
-            let raw = self.parse_value(i, value, || format!("{path}[{i}]"))?;
-            batch.values.push(raw);
-        }
-        self.check_required(&batch.values[start..], |i| format!("{path}[{i}]"))
-    }
-
-    fn parse_value(&self, feature: usize, value: &Value, field: impl Fn() -> String) -> Result<RawValue, RecordError> {
-        let spec = &self.features[feature];
-        let wrong = |expected| RecordError {
-            field: field(),
-            kind: RecordErrorKind::WrongType { expected, got: json_type(value) },
-        };
-        match (spec.kind, value) {
-            (_, Value::Null) => Ok(RawValue::Missing),
-            (FeatureType::Number, Value::Number(n)) => {
-                n.as_f64().map(RawValue::Number).ok_or_else(|| wrong("a number"))
+        // One parser for every caller: the value goes back to text (a JSON tree always serialises).
+        let text = value.to_string();
+        self.parse_instance_json(&text, &|| path.to_string(), batch).map_err(|error| match error {
+            InstanceError::Record(error) => error,
+            InstanceError::Json(error) => {
+                RecordError { field: path.to_string(), kind: RecordErrorKind::Malformed(error.to_string()) }
             }
-            (FeatureType::Number, _) => Err(wrong("a number")),
-            (FeatureType::Category, Value::String(s)) => Ok(RawValue::Category(Arc::from(s.as_str()))),
-            (FeatureType::Category, _) => Err(wrong("a string (a category)")),
-        }
+        })
     }
 
     /// Appends one record given as text fields (a CSV row): `fields[i]` is the text of feature `i`, or `None`
@@ -541,7 +500,7 @@ fn compile_step(
     s: usize,
     step: &StepSpec,
     features: &[FeatureSpec],
-    index: &HashMap<String, usize>,
+    index: &HashMap<String, usize, foldhash::fast::RandomState>,
     chains: &mut [FeatureChain],
 ) -> Result<(), CompileError> {
     let op = step.op_name();
