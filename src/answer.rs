@@ -31,14 +31,13 @@ pub struct Answer<'a> {
     pub fallback: bool,
 }
 
-impl Answer<'_> {
-    /// The label answered for the model's `answer`: its own, or the fallback label for a low-confidence one.
-    fn label(&self, answer: Predicted) -> Option<&str> {
-        let Predicted::Class { index, .. } = answer else { return None };
-        match &self.monitor.fallback_label {
-            Some(fallback) if self.monitor.falls_back(answer, self.fallback) => Some(fallback),
-            _ => Some(&self.monitor.labels[index as usize]),
-        }
+/// The label answered for the model's `answer`: its own, or (`fallback`: under that policy) the fallback
+/// label for a low-confidence one. `None` for a regression value.
+pub fn answered_label(monitor: &VersionMonitor, answer: Predicted, fallback: bool) -> Option<&str> {
+    let Predicted::Class { index, .. } = answer else { return None };
+    match &monitor.fallback_label {
+        Some(label) if monitor.falls_back(answer, fallback) => Some(label),
+        _ => Some(&monitor.labels[index as usize]),
     }
 }
 
@@ -51,7 +50,7 @@ impl Serialize for Answer<'_> {
         let answer = predicted(self.monitor.task, self.row);
         match answer {
             Predicted::Class { confidence, .. } => {
-                map.serialize_entry("label", &self.label(answer))?;
+                map.serialize_entry("label", &answered_label(self.monitor, answer, self.fallback))?;
                 map.serialize_entry(
                     "probabilities",
                     &Probabilities { labels: &self.monitor.labels, values: self.row },

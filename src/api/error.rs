@@ -67,6 +67,11 @@ impl ApiError {
         .with_field(noun)
     }
 
+    /// 500: a failure of inferd itself, never of the request.
+    pub fn internal(error: impl std::fmt::Display) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", error.to_string())
+    }
+
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
     }

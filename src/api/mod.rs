@@ -11,6 +11,8 @@ mod health;
 mod models;
 mod predict;
 mod predict_body;
+mod serve;
+pub mod v2;
 
 use std::time::{Duration, Instant};
 
@@ -39,12 +41,23 @@ pub fn router(state: AppState) -> Router {
         .route("/models", get(models::list))
         .route("/models/{name}", get(models::describe))
         .route("/feedback", post(feedback::feedback))
+        .route("/v1/models/{target}", post(predict::v1_predict_model))
+        .route("/v1/models/{name}/versions/{target}", post(predict::v1_predict_version))
+        .route("/v2/models/{name}", get(v2::model_metadata))
+        .route("/v2/models/{name}/ready", get(v2::model_ready))
+        .route("/v2/models/{name}/infer", post(v2::infer_model))
+        .route("/v2/models/{name}/versions/{version}", get(v2::version_metadata))
+        .route("/v2/models/{name}/versions/{version}/ready", get(v2::version_ready))
+        .route("/v2/models/{name}/versions/{version}/infer", post(v2::infer_version))
         .route_layer(middleware::from_fn_with_state(state.clone(), limit));
     let open = Router::new()
         .route("/health", get(health::summary))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
-        .route("/metrics", get(health::metrics));
+        .route("/metrics", get(health::metrics))
+        .route("/v2", get(v2::server_metadata))
+        .route("/v2/health/live", get(v2::live))
+        .route("/v2/health/ready", get(v2::ready));
     work.merge(open)
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .fallback(not_found)
@@ -73,14 +86,18 @@ async fn track(State(state): State<AppState>, request: Request, next: Next) -> R
 /// `max_in_flight` (429 at once when full) and `request_timeout_ms` (503 `timeout`). A timed-out handler is
 /// dropped, which drops its place in the inference queue too.
 async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    // KServe routes answer errors their protocol's way.
+    let path = request.uri().path();
+    let kserve = path.starts_with("/v2/") || path.starts_with("/v1/");
+    let refuse = |error: ApiError| if kserve { v2::V2Error(error).into_response() } else { error.into_response() };
     let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
-        return ApiError::overloaded().into_response();
+        return refuse(ApiError::overloaded());
     };
     match state.settings.server.request_timeout_ms {
         0 => next.run(request).await,
         ms => match tokio::time::timeout(Duration::from_millis(ms), next.run(request)).await {
             Ok(response) => response,
-            Err(_) => ApiError::timeout().into_response(),
+            Err(_) => refuse(ApiError::timeout()),
         },
     }
 }

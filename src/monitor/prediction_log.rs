@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-use axum::body::Bytes;
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use prometheus::IntCounter;
 
@@ -26,24 +25,95 @@ use crate::repository::manifest::FeatureSpec;
 use crate::repository::ModelVersion;
 use crate::runtime::ModelOutput;
 
-/// One answered request's predictions, handed over whole.
-pub struct LoggedRequest {
-    pub model: Arc<ModelVersion>,
+/// One answered request, as the handler holds it.
+pub struct Answered<'a> {
+    pub model: &'a Arc<ModelVersion>,
     pub ids: Vec<Arc<str>>,
-    pub batch: RecordBatch,
-    /// The request body, and where each record's JSON text lies in it: named records are logged as sent.
-    pub body: Bytes,
-    pub spans: Vec<Range<usize>>,
-    pub output: ModelOutput,
+    pub batch: &'a RecordBatch,
+    /// The request body, and where each record's JSON text lies in it (none for bodies that are not
+    /// `/predict` JSON): named records are logged as sent.
+    pub body: &'a [u8],
+    pub spans: &'a [Range<usize>],
+    pub output: &'a ModelOutput,
     /// Whether low-confidence labels were replaced by the fallback label.
     pub fallback: bool,
     pub time: SystemTime,
     pub latency_us: u64,
 }
 
+/// The sampled predictions of one request, reduced on the request thread to what their lines need: the
+/// request's own (much larger) buffers are freed by the thread that allocated them.
+struct LoggedRequest {
+    model: Arc<ModelVersion>,
+    ids: Vec<Arc<str>>,
+    /// Each record's `"feature":value,…}` (the text after its opening brace), one after the other.
+    inputs: Vec<u8>,
+    input_ends: Vec<usize>,
+    /// The model's output rows of the sampled records.
+    outputs: Vec<f32>,
+    width: usize,
+    fallback: bool,
+    time: SystemTime,
+    latency_us: u64,
+}
+
+impl LoggedRequest {
+    fn new(answered: Answered<'_>, rows: Option<Vec<u32>>) -> LoggedRequest {
+        let Answered { model, mut ids, batch, body, spans, output, fallback, time, latency_us } = answered;
+        let per_record = if spans.is_empty() { 64 * batch.width } else { body.len() / ids.len().max(1) + 1 };
+        if let Some(rows) = &rows {
+            ids = rows.iter().map(|&r| ids[r as usize].clone()).collect();
+        }
+        let rows: Box<dyn Iterator<Item = usize>> = match rows {
+            Some(rows) => Box::new(rows.into_iter().map(|r| r as usize)),
+            None => Box::new(0..ids.len()),
+        };
+        let mut logged = LoggedRequest {
+            model: model.clone(),
+            inputs: Vec::with_capacity(per_record * ids.len()),
+            input_ends: Vec::with_capacity(ids.len()),
+            outputs: Vec::with_capacity(ids.len() * output.width),
+            ids,
+            width: output.width,
+            fallback,
+            time,
+            latency_us,
+        };
+        let template = &model.monitor.log_template;
+        for r in rows {
+            match spans.get(r).map(|span| &body[span.clone()]) {
+                // An object of named features: its text as sent, less any line breaks (whitespace in JSON).
+                Some(text) if text.first() == Some(&b'{') => {
+                    let start = logged.inputs.len();
+                    logged.inputs.extend_from_slice(&text[1..]);
+                    if memchr::memchr2(b'\n', b'\r', &text[1..]).is_some() {
+                        for byte in &mut logged.inputs[start..] {
+                            if *byte == b'\n' || *byte == b'\r' {
+                                *byte = b' ';
+                            }
+                        }
+                    }
+                }
+                // Values in feature order: named here, so every line reads the same way.
+                _ => {
+                    render_record(&mut logged.inputs, template, batch.record(r));
+                    logged.inputs.push(b'}');
+                }
+            }
+            logged.input_ends.push(logged.inputs.len());
+            logged.outputs.extend_from_slice(output.row(r));
+        }
+        logged
+    }
+
+    fn input(&self, k: usize) -> &[u8] {
+        let start = if k == 0 { 0 } else { self.input_ends[k - 1] };
+        &self.inputs[start..self.input_ends[k]]
+    }
+}
+
 enum Message {
-    /// A request and the rows of it sampled for the log (`None`: all).
-    Request(LoggedRequest, Option<Vec<u32>>),
+    Request(LoggedRequest),
     /// Flush, sync and acknowledge; the writer stops after it.
     Close(Sender<()>),
 }
@@ -87,18 +157,20 @@ impl PredictionLog {
     }
 
     /// Queues a request's predictions; drops (and counts) them when the writer is that far behind.
-    /// Rows are sampled here, so a request none of whose rows is kept costs the writer nothing.
-    pub fn submit(&self, request: LoggedRequest) {
-        let (rows, sampled) = if self.sample_rate >= 1.0 {
-            (request.ids.len() as u64, None)
+    /// Rows are sampled here, so a request none of whose rows is kept costs nothing more.
+    pub fn submit(&self, answered: Answered<'_>) {
+        let sampled = if self.sample_rate >= 1.0 {
+            None
         } else {
-            let kept: Vec<u32> = (0..request.ids.len() as u32).filter(|_| sample(self.sample_rate)).collect();
+            let kept: Vec<u32> = (0..answered.ids.len() as u32).filter(|_| sample(self.sample_rate)).collect();
             if kept.is_empty() {
                 return;
             }
-            (kept.len() as u64, Some(kept))
+            Some(kept)
         };
-        match self.sender.try_send(Message::Request(request, sampled)) {
+        let request = LoggedRequest::new(answered, sampled);
+        let rows = request.ids.len() as u64;
+        match self.sender.try_send(Message::Request(request)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.counters.dropped.inc_by(rows);
@@ -146,8 +218,8 @@ fn write_loop(receiver: Receiver<Message>, mut file: RotatingFile, counters: Log
             Err(TryRecvError::Disconnected) => break,
         };
         match message {
-            Message::Request(request, sampled) => {
-                let (written, dropped) = write_request(&request, sampled.as_deref(), &mut file, &mut line);
+            Message::Request(request) => {
+                let (written, dropped) = write_request(&request, &mut file, &mut line);
                 counters.written.inc_by(written);
                 counters.dropped.inc_by(dropped);
                 if dropped > 0 && !failing {
@@ -200,26 +272,13 @@ impl LineTemplate {
     }
 }
 
-/// Writes the sampled records of one request (`sampled`: their rows; `None`: every row); answers (written,
-/// dropped).
-fn write_request(
-    request: &LoggedRequest,
-    sampled: Option<&[u32]>,
-    file: &mut RotatingFile,
-    line: &mut Vec<u8>,
-) -> (u64, u64) {
+/// Writes the records of one request; answers (written, dropped).
+fn write_request(request: &LoggedRequest, file: &mut RotatingFile, line: &mut Vec<u8>) -> (u64, u64) {
     let time = humantime::format_rfc3339_micros(request.time).to_string();
-    let monitor = &request.model.monitor;
-    let rows: Box<dyn Iterator<Item = usize>> = match sampled {
-        Some(rows) => Box::new(rows.iter().map(|r| *r as usize)),
-        None => Box::new(0..request.ids.len()),
-    };
     let (mut written, mut dropped) = (0, 0);
-    for r in rows {
+    for (k, id) in request.ids.iter().enumerate() {
         line.clear();
-        let answer = Answer { id: None, monitor, row: request.output.row(r), fallback: request.fallback };
-        let ok =
-            render_line(line, &request.ids[r], &time, request, r, &answer).is_ok() && file.write_line(line).is_ok();
+        let ok = render_line(line, id, &time, request, k).is_ok() && file.write_line(line).is_ok();
         if ok {
             written += 1;
         } else {
@@ -230,42 +289,18 @@ fn write_request(
 }
 
 /// `{"id","time","model","version","input":{…},"output":{…},"latency_us"}` and a newline.
-fn render_line(
-    line: &mut Vec<u8>,
-    id: &str,
-    time: &str,
-    request: &LoggedRequest,
-    r: usize,
-    answer: &Answer,
-) -> serde_json::Result<()> {
-    let template = &request.model.monitor.log_template;
+fn render_line(line: &mut Vec<u8>, id: &str, time: &str, request: &LoggedRequest, k: usize) -> serde_json::Result<()> {
+    let monitor = &request.model.monitor;
     line.extend(b"{\"id\":");
     serde_json::to_writer(&mut *line, id)?;
     line.extend(b",\"time\":\"");
     line.extend(time.as_bytes());
     line.push(b'"');
-    line.extend(&template.head);
-    match request.spans.get(r).map(|span| &request.body[span.clone()]) {
-        // An object of named features: its text as sent, less any line breaks (whitespace in valid JSON).
-        Some(text) if text.first() == Some(&b'{') => {
-            let start = line.len();
-            line.extend_from_slice(&text[1..]);
-            if memchr::memchr2(b'\n', b'\r', &text[1..]).is_some() {
-                for byte in &mut line[start..] {
-                    if *byte == b'\n' || *byte == b'\r' {
-                        *byte = b' ';
-                    }
-                }
-            }
-        }
-        // An array of values in feature order: named here, so every line reads the same way.
-        _ => {
-            render_record(line, template, request.batch.record(r))?;
-            line.push(b'}');
-        }
-    }
+    line.extend(&monitor.log_template.head);
+    line.extend(request.input(k));
     line.extend(b",\"output\":");
-    serde_json::to_writer(&mut *line, answer)?;
+    let row = &request.outputs[k * request.width..(k + 1) * request.width];
+    serde_json::to_writer(&mut *line, &Answer { id: None, monitor, row, fallback: request.fallback })?;
     line.extend(b",\"latency_us\":");
     line.extend(request.latency_us.to_string().as_bytes());
     line.extend(b"}\n");
@@ -273,7 +308,7 @@ fn render_line(
 }
 
 /// `"feature":value,…` of one record, in `[[features]]` order (missing values as null).
-fn render_record(line: &mut Vec<u8>, template: &LineTemplate, record: &[RawValue]) -> serde_json::Result<()> {
+fn render_record(line: &mut Vec<u8>, template: &LineTemplate, record: &[RawValue]) {
     let mut numbers = ryu::Buffer::new();
     for (key, value) in template.keys.iter().zip(record) {
         line.extend(key);
@@ -281,10 +316,11 @@ fn render_record(line: &mut Vec<u8>, template: &LineTemplate, record: &[RawValue
             RawValue::Missing => line.extend(b"null"),
             // Values passed request validation: always finite. ryu writes what serde_json would.
             RawValue::Number(x) => line.extend(numbers.format_finite(*x).as_bytes()),
-            RawValue::Category(c) => serde_json::to_writer(&mut *line, c.as_ref())?,
+            RawValue::Category(c) => {
+                serde_json::to_writer(&mut *line, c.as_ref()).expect("writing a string into memory cannot fail")
+            }
         }
     }
-    Ok(())
 }
 
 thread_local! {

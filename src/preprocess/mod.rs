@@ -299,6 +299,11 @@ impl Pipeline {
         Ok(Pipeline { features, index, columns, width: offset })
     }
 
+    /// The position of a feature in `[[features]]` order, by name.
+    pub fn feature_index(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+
     /// Raw features in `[[features]]` order.
     pub fn features(&self) -> &[FeatureSpec] {
         &self.features

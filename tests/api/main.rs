@@ -5,6 +5,7 @@ mod bad_input;
 mod confidence;
 mod health;
 mod helpers;
+mod kserve;
 mod matrix;
 mod metrics;
 mod models;
