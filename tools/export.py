@@ -988,12 +988,14 @@ def write_version(out_dir, onx, manifest: dict, reference: dict, fixtures: dict)
 
 
 def export(pipeline, frame: pd.DataFrame, out_dir, description=None, target=None, baseline=None,
-           n_fixtures=DEFAULT_FIXTURES, source=None) -> dict:
+           n_fixtures=DEFAULT_FIXTURES, source=None, owner=None) -> dict:
     """Exports `pipeline` (fitted) with `frame` (its training data) into `out_dir`; returns the manifest.
 
     Raises ExportRefused with a one-line reason when the pipeline cannot be exported faithfully; nothing is
     written then."""
     onx, manifest, reference, fixtures = build(pipeline, frame, description, target, baseline, n_fixtures, source)
+    if owner:
+        manifest["model"]["card"]["owner"] = owner
     write_version(out_dir, onx, manifest, reference, fixtures)
     return manifest
 
@@ -1023,6 +1025,7 @@ def parse_baseline(items) -> dict:
 def add_card_arguments(ap: argparse.ArgumentParser):
     """The options both exporters take after their input ones: the card's description and baseline, fixtures."""
     ap.add_argument("--description")
+    ap.add_argument("--owner", help="who answers for the model (the card's owner)")
     ap.add_argument("--target", help="label column of the CSV: the card's baseline is computed on it")
     ap.add_argument("--baseline", action="append", help="explicit baseline, e.g. accuracy=0.95 (repeatable)")
     ap.add_argument("--fixtures", type=int, default=DEFAULT_FIXTURES, help="number of fixture cases")
@@ -1051,7 +1054,7 @@ def main(argv=None) -> int:
             refuse(f"cannot read {args.reference}: {_first_line(e)}")
         manifest = export(pipeline, frame, args.out, description=args.description, target=args.target,
                           baseline=parse_baseline(args.baseline), n_fixtures=args.fixtures,
-                          source=pathlib.Path(args.reference).name)
+                          source=pathlib.Path(args.reference).name, owner=args.owner)
     except ExportRefused as e:
         print(f"export: refused: {e}", file=sys.stderr)
         return 2

@@ -84,7 +84,7 @@ def breast_cancer():
     x_train, x_test, y_train, y_test = breast_cancer_data()
     pipe = Pipeline([("scale", StandardScaler()), ("model", LogisticRegression(max_iter=5000))]).fit(x_train, y_train)
     baseline = classification_baseline(pipe, x_test, y_test)
-    manifest = export(pipe, x_train, ROOT / "models/breast_cancer/1", baseline=baseline,
+    manifest = export(pipe, x_train, ROOT / "models/breast_cancer/1", owner=SAMPLE_OWNER, baseline=baseline,
            description="Breast cancer diagnosis (Wisconsin) from 30 cell-nucleus measurements",
            source="scikit-learn load_breast_cancer, 75% stratified train split (random_state=0)")
     return "breast_cancer", pipe, manifest, x_train, None, len(x_train), f"test accuracy {baseline['accuracy']:.3f}"
@@ -117,7 +117,7 @@ def wine():
     pipe = Pipeline([("pre", pre), ("model", LogisticRegression(max_iter=5000))])
     pipe.fit(x_train, y_train)
     baseline = classification_baseline(pipe, x_test, y_test)
-    manifest = export(pipe, x_train, ROOT / "models/wine/1", baseline=baseline,
+    manifest = export(pipe, x_train, ROOT / "models/wine/1", owner=SAMPLE_OWNER, baseline=baseline,
            description="Wine cultivar from chemical analysis; hue as a band, some values missing",
            source="scikit-learn load_wine (hue banded by training terciles, ~8% of magnesium/ash/hue_band "
                   "blanked), 75% stratified train split (random_state=0)")
@@ -138,7 +138,7 @@ def diabetes():
     x_train, x_test, y_train, y_test = diabetes_data()
     pipe = Pipeline([("scale", StandardScaler()), ("model", Ridge(alpha=1.0))]).fit(x_train, y_train)
     mae = float(mean_absolute_error(y_test, pipe.predict(x_test)))
-    manifest = export(pipe, x_train, ROOT / "models/diabetes/1", baseline={"mae": mae},
+    manifest = export(pipe, x_train, ROOT / "models/diabetes/1", owner=SAMPLE_OWNER, baseline={"mae": mae},
            description="Diabetes disease progression one year after baseline (raw clinical features)",
            source="scikit-learn load_diabetes(scaled=False), 75% train split (random_state=0)")
     return "diabetes", pipe, manifest, x_train, None, len(x_train), f"test MAE {mae:.1f}"
@@ -187,6 +187,9 @@ def all_steps():
     extra["bmi"] = [np.nan, 50.0, 18.0, np.nan]
     extra["bp"] = [np.nan, np.nan, 140.0, 60.0]
     return "all_steps", pipe, manifest, x, extra, len(x), f"train MAE {mae:.1f}"
+
+
+SAMPLE_OWNER = "inferd maintainers (sample model)"
 
 
 def main():

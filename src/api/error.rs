@@ -132,7 +132,7 @@ impl From<PreprocessError> for ApiError {
     fn from(error: PreprocessError) -> ApiError {
         let code = match error.kind {
             PreprocessErrorKind::UnknownCategory { .. } => "unknown_category",
-            PreprocessErrorKind::NonFinite { .. } => "invalid_value",
+            PreprocessErrorKind::NonFinite { .. } | PreprocessErrorKind::BeyondModelRange { .. } => "invalid_value",
         };
         let field = format!("instances[{}].{}", error.record, error.feature);
         ApiError::bad_request(code, error.to_string()).with_field(field)

@@ -9,6 +9,7 @@ pub mod error;
 mod feedback;
 mod health;
 mod models;
+mod openapi;
 mod predict;
 mod predict_body;
 mod serve;
@@ -55,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(openapi::document))
         .route("/v2", get(v2::server_metadata))
         .route("/v2/health/live", get(v2::live))
         .route("/v2/health/ready", get(v2::ready));

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde::ser::{SerializeSeq, Serializer};
 use serde::Serialize;
 
-use super::body::read_json_bytes;
+use super::body::{read_bytes, read_json_bytes};
 use super::error::ApiError;
 use super::predict_body::PredictRequest;
 use super::serve::{self, off_executor, INLINE_BODY_BYTES, INLINE_ROWS};
@@ -120,7 +120,11 @@ async fn answer(
     started: Instant,
 ) -> Result<Response, ApiError> {
     let limits = &state.settings.server;
-    let bytes = read_json_bytes(&headers, body, limits.max_body_bytes).await?;
+    // KServe V1 clients send JSON under any content type (KServe's own curl examples: form-urlencoded).
+    let bytes = match style {
+        Style::Inferd => read_json_bytes(&headers, body, limits.max_body_bytes).await?,
+        Style::V1 => read_bytes(&headers, body, limits.max_body_bytes).await?,
+    };
     let max_instances = limits.max_instances;
     let large = bytes.len() > INLINE_BODY_BYTES;
     let parse_model = model.clone();

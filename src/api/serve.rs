@@ -43,6 +43,14 @@ pub async fn run(
     let rows = batch.len();
     let ids = state.feedback.ids(given_ids, rows);
     let (output, timing) = state.pool.infer(model.plan.clone(), input, rows).await?;
+    if let Some(r) = (0..rows).find(|&r| output.row(r).iter().any(|x| !x.is_finite())) {
+        // Finite inputs far outside the training range can overflow inside the model.
+        return Err(ApiError::bad_request(
+            "invalid_value",
+            format!("instance {r}: the model's output is not a finite number; its values lie too far outside the training range"),
+        )
+        .with_field(format!("instances[{r}]")));
+    }
 
     let monitor = &model.monitor;
     let predicted: Vec<Predicted> = (0..rows).map(|r| answer::predicted(monitor.task, output.row(r))).collect();

@@ -105,6 +105,8 @@ pub enum PreprocessErrorKind {
     UnknownCategory { value: String, expected: Vec<String> },
     /// A step produced NaN or infinity (e.g. `log1p` of a value ≤ -1).
     NonFinite { op: &'static str, value: f64 },
+    /// A preprocessed value beyond what the model's `f32` input holds (about ±3.4e38).
+    BeyondModelRange { value: f64 },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -126,6 +128,12 @@ impl fmt::Display for PreprocessError {
             PreprocessErrorKind::NonFinite { op, value } => write!(
                 f,
                 "instance {}: feature '{}': value {value} is outside the domain of the '{op}' step",
+                self.record, self.feature
+            ),
+            PreprocessErrorKind::BeyondModelRange { value } => write!(
+                f,
+                "instance {}: feature '{}': value {value:e} (after preprocessing) is beyond the range of the model's \
+                 float32 input",
                 self.record, self.feature
             ),
         }
@@ -304,6 +312,15 @@ impl Pipeline {
         self.index.get(name).copied()
     }
 
+    /// The only categories a category feature accepts, where its encoder refuses unseen ones (`None`: any).
+    pub fn accepted_categories(&self, feature: usize) -> Option<&[String]> {
+        self.columns.iter().filter(|c| c.feature == feature).find_map(|c| match &c.chain.encoder {
+            Some(Encoder::OneHot { categories, handle_unknown: HandleUnknown::Error })
+            | Some(Encoder::Ordinal { categories, unknown_value: None }) => Some(categories.as_slice()),
+            _ => None,
+        })
+    }
+
     /// Raw features in `[[features]]` order.
     pub fn features(&self) -> &[FeatureSpec] {
         &self.features
@@ -422,6 +439,9 @@ impl Pipeline {
                         }
                         x = y;
                     }
+                    if !T::holds(x) {
+                        return Err((name(), PreprocessErrorKind::BeyondModelRange { value: x }));
+                    }
                     out[0] = T::from_f64(x);
                 }
                 (RawValue::Category(c), Encoder::OneHot { categories, handle_unknown }) => {
@@ -467,6 +487,8 @@ trait RowValue: Copy {
     const ZERO: Self;
     const ONE: Self;
     fn from_f64(value: f64) -> Self;
+    /// Whether a finite `value` stays finite in this type.
+    fn holds(value: f64) -> bool;
 }
 
 impl RowValue for f32 {
@@ -475,6 +497,9 @@ impl RowValue for f32 {
     fn from_f64(value: f64) -> f32 {
         value as f32
     }
+    fn holds(value: f64) -> bool {
+        (value as f32).is_finite()
+    }
 }
 
 impl RowValue for f64 {
@@ -482,6 +507,9 @@ impl RowValue for f64 {
     const ONE: f64 = 1.0;
     fn from_f64(value: f64) -> f64 {
         value
+    }
+    fn holds(_: f64) -> bool {
+        true
     }
 }
 

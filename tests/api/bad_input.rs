@@ -233,3 +233,23 @@ async fn arbitrary_bodies_never_get_a_5xx() {
         }
     }
 }
+
+#[tokio::test]
+async fn values_beyond_the_models_float32_input_are_400_not_nan_answers() {
+    // Found by schemathesis: 1e300 is valid JSON, but no float32 holds it; the model would answer NaN.
+    let app = spawn_app().await;
+    let mut input = sample_input("breast_cancer");
+    input["mean area"] = json!(1e300);
+    let error =
+        assert_error(app.post_json("/predict", &json!({"instances": [input]})).await, 400, "invalid_value").await;
+    assert_eq!(error["error"]["field"], "instances[0].mean area");
+    assert!(error["error"]["message"].as_str().unwrap().contains("float32"), "{error}");
+    // Finite float32 inputs so large that the model overflows inside are refused too: the diabetes
+    // regressor's bmi weight takes a scaled bmi of about 2e38 past float32's range.
+    let mut input = sample_input("diabetes");
+    input["bmi"] = json!(1e39);
+    let response = app.post_json("/models/diabetes/predict", &json!({"instances": [input]})).await;
+    let error = assert_error(response, 400, "invalid_value").await;
+    assert_eq!(error["error"]["field"], "instances[0]", "{error}");
+    assert!(error["error"]["message"].as_str().unwrap().contains("not a finite number"), "{error}");
+}

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::body::{is_json, read_bytes};
+use super::body::read_bytes;
 use super::error::ApiError;
 use super::serve::{self, off_executor, INLINE_BODY_BYTES};
 use super::ServedBy;
@@ -189,16 +189,9 @@ async fn answer_infer(
     body: Body,
     started: Instant,
 ) -> Result<Response, ApiError> {
+    // The body is JSON (or a JSON header and binary tensors) whatever its content type says: clients differ
+    // (tritonclient sends none, KServe's own curl examples send form-urlencoded), and they must work unchanged.
     let header_length = headers.get(HEADER_LENGTH).map(|v| v.to_str().unwrap_or("?").to_string());
-    // JSON requests may come without a content type (as tritonclient sends them); binary ones with any.
-    if header_length.is_none() && headers.contains_key(header::CONTENT_TYPE) && !is_json(&headers) {
-        let got = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("?");
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            format!("expected application/json, or binary tensor data with {HEADER_LENGTH}; got content type {got}"),
-        ));
-    }
     let limits = &state.settings.server;
     let bytes = read_bytes(&headers, body, limits.max_body_bytes).await?;
     let max_instances = limits.max_instances;
