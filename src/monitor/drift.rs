@@ -8,8 +8,8 @@
 //! - **PSI** = Σᵢ (aᵢ − eᵢ)·ln(aᵢ/eᵢ) over every bin and the missing bin, shares floored at 1e-4.
 //! - **JS** = scipy's `jensenshannon(a, e)` (natural log) on the same shares, not floored.
 //!
-//! Counts are kept incrementally as observations enter and leave the ring, so reading PSI costs one pass
-//! over the bins, not over the window.
+//! An observation costs one ring slot and one counter: the window's per-bin counts are taken from the ring
+//! when a scrape reads PSI (one pass over `window` slots, every 15 s or so), not kept up per observation.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -133,14 +133,13 @@ pub fn reference_shares(profile: &Profile) -> Vec<f64> {
     ratios.iter().copied().chain([missing]).collect()
 }
 
-/// The last `capacity` bins observed, with their counts.
+/// The last `capacity` bins observed, and every observation ever made per bin.
 #[derive(Debug, Clone)]
 pub struct DriftWindow {
     ring: Vec<u32>,
     /// Next slot to write; the ring is full once `len == capacity`.
     next: usize,
     len: usize,
-    counts: Vec<u64>,
     /// Every observation ever made, per bin (`inferd_feature_bin_total`).
     totals: Vec<u64>,
     reference: Vec<f64>,
@@ -150,32 +149,32 @@ impl DriftWindow {
     /// A window of `capacity` observations over bins whose reference shares are `reference`.
     pub fn new(capacity: usize, reference: Vec<f64>) -> DriftWindow {
         let bins = reference.len();
-        DriftWindow {
-            ring: vec![0; capacity.max(1)],
-            next: 0,
-            len: 0,
-            counts: vec![0; bins],
-            totals: vec![0; bins],
-            reference,
-        }
+        DriftWindow { ring: vec![0; capacity.max(1)], next: 0, len: 0, totals: vec![0; bins], reference }
     }
 
     /// Called for every monitored value of every prediction: inlined into the binning loops.
     #[inline(always)]
     pub fn observe(&mut self, bin: usize) {
-        let bin = bin.min(self.counts.len() - 1);
-        if self.len == self.ring.len() {
-            self.counts[self.ring[self.next] as usize] -= 1;
-        } else {
-            self.len += 1;
-        }
+        let bin = bin.min(self.totals.len() - 1);
         self.ring[self.next] = bin as u32;
-        self.counts[bin] += 1;
         self.totals[bin] += 1;
         self.next += 1;
         if self.next == self.ring.len() {
             self.next = 0;
         }
+        if self.len < self.ring.len() {
+            self.len += 1;
+        }
+    }
+
+    /// Observations per bin in the window, counted from the ring (at scrape time, not per observation).
+    fn counts(&self) -> Vec<u64> {
+        let mut counts = vec![0u64; self.totals.len()];
+        // Until the ring first wraps, its observations are the first `len` slots.
+        for bin in &self.ring[..self.len] {
+            counts[*bin as usize] += 1;
+        }
+        counts
     }
 
     pub fn len(&self) -> usize {
@@ -202,7 +201,7 @@ impl DriftWindow {
 
     /// The window's share per bin (None while empty).
     pub fn shares(&self) -> Option<Vec<f64>> {
-        (self.len > 0).then(|| self.counts.iter().map(|c| *c as f64 / self.len as f64).collect())
+        (self.len > 0).then(|| self.counts().iter().map(|c| *c as f64 / self.len as f64).collect())
     }
 
     /// Population stability index against the reference (None while empty).
@@ -217,11 +216,19 @@ impl DriftWindow {
 
     /// 0 ok, 1 warning, 2 critical; 0 until the window first fills.
     pub fn level(&self, warning: f64, critical: f64) -> u8 {
-        match self.psi() {
-            Some(psi) if self.is_full() && psi >= critical => 2,
-            Some(psi) if self.is_full() && psi >= warning => 1,
+        self.reading(warning, critical).2
+    }
+
+    /// PSI, JS and level from one count of the window (what a scrape reads).
+    pub fn reading(&self, warning: f64, critical: f64) -> (Option<f64>, Option<f64>, u8) {
+        let Some(shares) = self.shares() else { return (None, None, 0) };
+        let psi = psi(&shares, &self.reference);
+        let level = match psi {
+            psi if self.is_full() && psi >= critical => 2,
+            psi if self.is_full() && psi >= warning => 1,
             _ => 0,
-        }
+        };
+        (Some(psi), Some(jensen_shannon(&shares, &self.reference)), level)
     }
 }
 

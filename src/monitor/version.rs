@@ -225,14 +225,17 @@ impl VersionMonitor {
         let tracked = drift.features.iter().map(|(_, t)| t).chain([&drift.prediction]);
         tracked
             .zip(windows.features.iter().chain([&windows.prediction]))
-            .map(|(tracked, window)| DriftReading {
-                name: &tracked.name,
-                bin_labels: &tracked.bin_labels,
-                psi: window.psi(),
-                js: window.js(),
-                level: window.level(settings.psi_warning, settings.psi_critical),
-                observations: window.len(),
-                totals: window.totals().to_vec(),
+            .map(|(tracked, window)| {
+                let (psi, js, level) = window.reading(settings.psi_warning, settings.psi_critical);
+                DriftReading {
+                    name: &tracked.name,
+                    bin_labels: &tracked.bin_labels,
+                    psi,
+                    js,
+                    level,
+                    observations: window.len(),
+                    totals: window.totals().to_vec(),
+                }
             })
             .collect()
     }
