@@ -161,12 +161,11 @@ fn flatten<'a>(value: &'a Value, out: &mut Vec<&'a Value>, depth: usize) -> Resu
 /// Decodes `count` elements of `datatype` from binary tensor data.
 pub fn from_binary(bytes: &[u8], datatype: DataType, count: usize) -> Result<Elements, String> {
     let Some(width) = datatype.width() else { return bytes_elements(bytes, count).map(Elements::Bytes) };
-    if bytes.len() != count * width {
+    if count.checked_mul(width) != Some(bytes.len()) {
         return Err(format!(
-            "binary data of {} bytes does not hold {count} {} elements ({} bytes)",
+            "binary data of {} bytes does not hold {count} {} elements of {width} bytes",
             bytes.len(),
-            datatype.name(),
-            count * width
+            datatype.name()
         ));
     }
     let chunks = bytes.chunks_exact(width);
@@ -240,6 +239,8 @@ mod tests {
         let bytes: Vec<u8> = [1.5f32, -2.0].iter().flat_map(|x| x.to_le_bytes()).collect();
         assert_eq!(from_binary(&bytes, DataType::F32, 2).unwrap(), Elements::Numbers(vec![1.5, -2.0]));
         assert!(from_binary(&bytes, DataType::F32, 3).is_err());
+        // A shape whose byte size overflows is an error, not a panic.
+        assert!(from_binary(&bytes, DataType::F64, usize::MAX / 2).is_err());
         let bytes: Vec<u8> = [7i64, -1].iter().flat_map(|x| x.to_le_bytes()).collect();
         assert_eq!(from_binary(&bytes, DataType::I64, 2).unwrap(), Elements::Numbers(vec![7.0, -1.0]));
         let half: Vec<u8> = half::f16::from_f32(0.5).to_le_bytes().to_vec();
