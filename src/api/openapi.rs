@@ -48,31 +48,30 @@ pub fn build(table: &ModelTable, max_instances: usize) -> Value {
     );
 
     if let Some(default) = table.default_model.as_ref().and_then(|name| table.models.get(name)) {
-        add(
-            "/predict".into(),
-            predict_path(
-                default.default_version(),
-                &format!("the default model, {}", default.name),
-                None,
-                max_instances,
-            ),
-        );
+        let model = default.default_version();
+        let what = format!("the default model, {}", default.name);
+        add("/predict".into(), predict_path(model, &what, None, &example_records(model), max_instances));
     }
     for (name, entry) in &table.models {
         let current = entry.default_version();
         let versions: Vec<String> = entry.versions.values().map(|v| v.version_label.clone()).collect();
+        // Read from disk once per model and document, for the four prediction paths.
+        let examples = example_records(current);
         schemas.insert(format!("Record_{name}"), record_schema(current));
         schemas.insert(format!("V2Inputs_{name}"), v2_inputs_schema(current));
         add(
             format!("/models/{name}"),
             get(&format!("Model '{name}': versions, features, outputs, card"), model_responses()),
         );
-        add(format!("/models/{name}/predict"), predict_path(current, &format!("model '{name}'"), None, max_instances));
+        add(
+            format!("/models/{name}/predict"),
+            predict_path(current, &format!("model '{name}'"), None, &examples, max_instances),
+        );
         add(
             format!("/models/{name}/versions/{{version}}/predict"),
-            predict_path(current, &format!("a version of model '{name}'"), Some(&versions), max_instances),
+            predict_path(current, &format!("a version of model '{name}'"), Some(&versions), &examples, max_instances),
         );
-        add(format!("/v1/models/{name}:predict"), v1_path(current, max_instances));
+        add(format!("/v1/models/{name}:predict"), v1_path(current, &examples, max_instances));
         add(
             format!("/v2/models/{name}"),
             v2_get(&format!("KServe V2 metadata of model '{name}'"), "V2ModelMetadata", None),
@@ -81,7 +80,7 @@ pub fn build(table: &ModelTable, max_instances: usize) -> Value {
             format!("/v2/models/{name}/ready"),
             v2_get(&format!("KServe V2 readiness of model '{name}'"), "V2ModelReady", None),
         );
-        add(format!("/v2/models/{name}/infer"), v2_infer_path(current, None));
+        add(format!("/v2/models/{name}/infer"), v2_infer_path(current, None, &examples));
         add(
             format!("/v2/models/{name}/versions/{{version}}"),
             v2_get(&format!("KServe V2 metadata of a version of '{name}'"), "V2ModelMetadata", Some(&versions)),
@@ -90,7 +89,10 @@ pub fn build(table: &ModelTable, max_instances: usize) -> Value {
             format!("/v2/models/{name}/versions/{{version}}/ready"),
             v2_get(&format!("KServe V2 readiness of a version of '{name}'"), "V2ModelReady", Some(&versions)),
         );
-        add(format!("/v2/models/{name}/versions/{{version}}/infer"), v2_infer_path(current, Some(&versions)));
+        add(
+            format!("/v2/models/{name}/versions/{{version}}/infer"),
+            v2_infer_path(current, Some(&versions), &examples),
+        );
     }
     json!({
         "openapi": "3.1.0",
@@ -191,15 +193,21 @@ fn value_schema(model: &ModelVersion, i: usize, required: bool) -> Value {
     schema
 }
 
-/// The first fixture cases of a model, as an example request's records.
-fn example_records(model: &ModelVersion, count: usize) -> Vec<Value> {
+/// The inputs of a model's first two fixture cases, as an example request's records (none without fixtures).
+fn example_records(model: &ModelVersion) -> Vec<Value> {
     let fixtures = std::fs::read(model.dir.join("fixtures.json")).ok();
     let parsed: Option<Value> = fixtures.and_then(|bytes| serde_json::from_slice(&bytes).ok());
-    let cases = parsed.as_ref().and_then(|f| f["cases"].as_array()).cloned().unwrap_or_default();
-    cases.iter().take(count).map(|case| case["input"].clone()).collect()
+    let cases = parsed.as_ref().and_then(|f| f["cases"].as_array()).map_or(&[][..], Vec::as_slice);
+    cases.iter().take(2).map(|case| case["input"].clone()).collect()
 }
 
-fn predict_path(model: &ModelVersion, what: &str, versions: Option<&[String]>, max_instances: usize) -> Value {
+fn predict_path(
+    model: &ModelVersion,
+    what: &str,
+    versions: Option<&[String]>,
+    examples: &[Value],
+    max_instances: usize,
+) -> Value {
     let name = &model.name;
     let mut responses = Map::new();
     responses.insert(
@@ -220,7 +228,7 @@ fn predict_path(model: &ModelVersion, what: &str, versions: Option<&[String]>, m
         "summary": format!("Predict with {what}"),
         "requestBody": {"required": true, "content": {"application/json": {
             "schema": request,
-            "example": {"instances": example_records(model, 2)},
+            "example": {"instances": examples},
         }}},
         "responses": responses,
     });
@@ -230,7 +238,7 @@ fn predict_path(model: &ModelVersion, what: &str, versions: Option<&[String]>, m
     json!({"post": operation})
 }
 
-fn v1_path(model: &ModelVersion, max_instances: usize) -> Value {
+fn v1_path(model: &ModelVersion, examples: &[Value], max_instances: usize) -> Value {
     let name = &model.name;
     let mut responses = Map::new();
     responses.insert(
@@ -247,7 +255,7 @@ fn v1_path(model: &ModelVersion, max_instances: usize) -> Value {
                 "required": ["instances"],
                 "additionalProperties": false,
             },
-            "example": {"instances": example_records(model, 2)},
+            "example": {"instances": examples},
         }}},
         "responses": responses,
     }})
@@ -292,9 +300,8 @@ fn v2_inputs_schema(model: &ModelVersion) -> Value {
     json!({"type": "array", "items": {"oneOf": tensors}, "minItems": 1})
 }
 
-fn v2_infer_path(model: &ModelVersion, versions: Option<&[String]>) -> Value {
+fn v2_infer_path(model: &ModelVersion, versions: Option<&[String]>, records: &[Value]) -> Value {
     let name = &model.name;
-    let records = example_records(model, 2);
     let inputs: Vec<Value> = model
         .pipeline
         .features()

@@ -26,6 +26,8 @@ pub struct Served {
     /// One id per record: the client's, or generated.
     pub ids: Vec<Arc<str>>,
     pub output: ModelOutput,
+    /// The model's answer for each record, read from `output`.
+    pub predicted: Vec<Predicted>,
     /// Whether low-confidence labels are answered as the fallback label.
     pub fallback: bool,
     pub timing: InferenceTiming,
@@ -75,7 +77,7 @@ pub async fn run(
         let evicted = state.feedback.remember(monitor, &ids, &predicted);
         state.metrics.record_feedback_evictions(evicted);
     }
-    Ok(Served { ids: ids.ids, output, fallback, timing })
+    Ok(Served { ids: ids.ids, output, predicted, fallback, timing })
 }
 
 /// Sets `x-inferd-queue-us`, `x-inferd-inference-us` and `x-inferd-total-us`; answers the total.

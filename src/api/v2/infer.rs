@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::tensor::{self, DataType, Elements};
-use crate::answer::{answered_label, predicted};
+use crate::answer::answered_label;
 use crate::api::error::ApiError;
 use crate::api::serve::Served;
 use crate::monitor::version::Predicted;
@@ -167,7 +167,8 @@ pub fn records(
     let mut batch = RecordBatch::new(features.len());
     if let [(name, input)] = &inputs[..] {
         if pipeline.feature_index(name).is_none() && input.shape.len() == 2 && features.len() > 1 {
-            let rows = matrix_rows(model, name, input, max_instances)?;
+            let rows = matrix_rows(model, name, input)?;
+            check_rows(rows, max_instances)?;
             batch.values = match &input.elements {
                 Elements::Numbers(values) => values.iter().map(|x| number(*x)).collect(),
                 _ => unreachable!("matrix_rows accepts numbers only"),
@@ -203,12 +204,7 @@ pub fn records(
         }
     }
     let Some(rows) = rows else { return Err(bad("the request has no inputs")) };
-    if rows == 0 {
-        return Err(bad("the inputs hold no rows"));
-    }
-    if rows > max_instances {
-        return Err(ApiError::too_many("too_many_instances", "rows", rows, max_instances));
-    }
+    check_rows(rows, max_instances)?;
     let columns: Vec<Vec<RawValue>> = features
         .iter()
         .zip(by_feature)
@@ -226,7 +222,7 @@ pub fn records(
 }
 
 /// Checks a `[N, F]` tensor of all features and answers N.
-fn matrix_rows(model: &ModelVersion, name: &str, input: &Input, max_instances: usize) -> Result<usize, ApiError> {
+fn matrix_rows(model: &ModelVersion, name: &str, input: &Input) -> Result<usize, ApiError> {
     let features = model.pipeline.features();
     let [n, f] = input.shape[..] else { unreachable!("a two-dimensional shape") };
     if f as usize != features.len() {
@@ -246,14 +242,18 @@ fn matrix_rows(model: &ModelVersion, name: &str, input: &Input, max_instances: u
             model.name, category.name
         )));
     }
-    let rows = n as usize;
+    Ok(n as usize)
+}
+
+/// A request holds at least one row and at most `max_instances`.
+fn check_rows(rows: usize, max_instances: usize) -> Result<(), ApiError> {
     if rows == 0 {
         return Err(bad("the inputs hold no rows"));
     }
     if rows > max_instances {
         return Err(ApiError::too_many("too_many_instances", "rows", rows, max_instances));
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// A number as a raw value: NaN is a missing value (a binary tensor's way to say so).
@@ -393,7 +393,7 @@ pub fn respond(model: &ModelVersion, request: &InferRequest, served: &Served) ->
     let output = &served.output;
     let rows = output.rows;
     let monitor = &model.monitor;
-    let answered: Vec<Predicted> = (0..rows).map(|r| predicted(task, output.row(r))).collect();
+    let answered = &served.predicted;
     let mut binary = Vec::new();
     let mut tensors = Vec::with_capacity(requested.len());
     for (name, as_binary) in requested {

@@ -195,6 +195,7 @@ async fn answer_infer(
     let limits = &state.settings.server;
     let bytes = read_bytes(&headers, body, limits.max_body_bytes).await?;
     let max_instances = limits.max_instances;
+    let large = bytes.len() > INLINE_BODY_BYTES;
     let parse_model = model.clone();
     let parse = move || {
         let (request, inputs) = infer::parse(&bytes, header_length.as_deref())?;
@@ -202,10 +203,6 @@ async fn answer_infer(
         let input = parse_model.pipeline.transform(&batch)?;
         Ok((request, batch, input))
     };
-    let large = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-        .is_some_and(|n| n > INLINE_BODY_BYTES);
     let (request, batch, input) = if large { off_executor(parse).await? } else { parse()? };
     let served = serve::run(state, model, &batch, input, None).await?;
     let answer = infer::respond(model, &request, &served)?;
