@@ -1,8 +1,9 @@
 //! The prediction log (DESIGN §7): one JSON line per answered prediction — id, time, model, version, raw
 //! input, output, latency — sampled at `sample_rate`, rotated by size, written by one dedicated thread.
 //!
-//! The request path only moves its (already owned) records into a bounded channel: no formatting, no I/O,
-//! no waiting. When the channel is full the request's records are dropped and counted, never blocking an
+//! The request path samples rows, copies the sampled records' JSON text out of the request body (a
+//! positional record is written by feature name there), and moves that into a bounded channel: no I/O, no
+//! waiting; the writer renders the rest of each line. When the channel is full the request's records are dropped and counted, never blocking an
 //! answer. On shutdown [`PredictionLog::close`] queues a close mark behind every accepted request and waits
 //! for the writer to reach it, flush and sync: nothing accepted before the close is lost.
 
