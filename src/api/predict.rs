@@ -128,8 +128,12 @@ async fn answer(
     let max_instances = limits.max_instances;
     let large = bytes.len() > INLINE_BODY_BYTES;
     let parse_model = model.clone();
+    // The prediction log samples records while the body is parsed: only theirs are read twice.
+    let log = state.logs_predictions().then(|| state.clone());
     let parse = move || -> Result<(PredictRequest, Vec<f32>, Bytes), ApiError> {
-        let request = PredictRequest::parse(&bytes, &parse_model.pipeline, max_instances)?;
+        let mut sample =
+            || log.as_ref().and_then(|state| state.prediction_log.as_ref()).is_some_and(|log| log.sample());
+        let request = PredictRequest::parse(&bytes, &parse_model.pipeline, max_instances, &mut sample)?;
         let input = parse_model.pipeline.transform(&request.batch)?;
         Ok((request, input, bytes))
     };
@@ -155,7 +159,7 @@ async fn answer(
     let (body, served) = if rows > INLINE_ROWS { off_executor(render).await? } else { render()? };
     let mut response = (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response();
     let total = serve::timing_headers(&mut response, &served.timing, started);
-    serve::log(state, model, served, &request.batch, &bytes, &request.spans, total);
+    serve::log(state, model, served, &request.batch, &bytes, Some(&request.texts), total);
     Ok(response)
 }
 

@@ -91,15 +91,16 @@ pub fn timing_headers(response: &mut Response, timing: &InferenceTiming, started
     total
 }
 
-/// Hands an answered batch to the prediction log (when monitoring and the log are on). `body` and `spans`:
-/// the request body and each record's JSON text in it, where the protocol has them (else empty).
+/// Hands an answered batch to the prediction log (when monitoring and the log are on). `body` and `texts`:
+/// the request body, and the records sampled while it was parsed with where their JSON text lies in it
+/// (`None` where the protocol samples nothing up front).
 pub fn log(
     state: &AppState,
     model: &Arc<ModelVersion>,
     served: Served,
     batch: &RecordBatch,
     body: &[u8],
-    spans: &[std::ops::Range<usize>],
+    texts: Option<&[(u32, std::ops::Range<usize>)]>,
     total: Duration,
 ) {
     if let (true, Some(log)) = (state.monitoring(), &state.prediction_log) {
@@ -108,7 +109,7 @@ pub fn log(
             ids: served.ids,
             batch,
             body,
-            spans,
+            texts,
             output: &served.output,
             fallback: served.fallback,
             time: SystemTime::now(),

@@ -1,8 +1,9 @@
 //! The prediction log (DESIGN §7): one JSON line per answered prediction — id, time, model, version, raw
 //! input, output, latency — sampled at `sample_rate`, rotated by size, written by one dedicated thread.
 //!
-//! The request path samples rows, copies the sampled records' JSON text out of the request body (a
-//! positional record is written by feature name there), and moves that into a bounded channel: no I/O, no
+//! The request path samples rows (`/predict` while it parses the body, so that only sampled records are read
+//! twice), copies the sampled records' JSON text out of the request body (a positional record, or one from
+//! another protocol, is written by feature name there), and moves that into a bounded channel: no I/O, no
 //! waiting; the writer renders the rest of each line. When the channel is full the request's records are dropped and counted, never blocking an
 //! answer. On shutdown [`PredictionLog::close`] queues a close mark behind every accepted request and waits
 //! for the writer to reach it, flush and sync: nothing accepted before the close is lost.
@@ -31,10 +32,10 @@ pub struct Answered<'a> {
     pub model: &'a Arc<ModelVersion>,
     pub ids: Vec<Arc<str>>,
     pub batch: &'a RecordBatch,
-    /// The request body, and where each record's JSON text lies in it (none for bodies that are not
-    /// `/predict` JSON): named records are logged as sent.
+    /// The request body, and for a `/predict` body the records sampled while it was parsed with where
+    /// their text lies in it (`None`: sample here): named records are logged as sent.
     pub body: &'a [u8],
-    pub spans: &'a [Range<usize>],
+    pub texts: Option<&'a [(u32, Range<usize>)]>,
     pub output: &'a ModelOutput,
     /// Whether low-confidence labels were replaced by the fallback label.
     pub fallback: bool,
@@ -59,15 +60,17 @@ struct LoggedRequest {
 }
 
 impl LoggedRequest {
-    fn new(answered: Answered<'_>, rows: Option<Vec<u32>>) -> LoggedRequest {
-        let Answered { model, mut ids, batch, body, spans, output, fallback, time, latency_us } = answered;
-        let per_record = if spans.is_empty() { 64 * batch.width } else { body.len() / ids.len().max(1) + 1 };
+    /// `rows`: the sampled records with their text where known (`None`: every record, text unknown).
+    fn new(answered: Answered<'_>, rows: Option<Vec<(u32, Option<Range<usize>>)>>) -> LoggedRequest {
+        let Answered { model, mut ids, batch, body, output, fallback, time, latency_us, .. } = answered;
+        let with_text = rows.as_ref().is_some_and(|rows| rows.iter().any(|(_, text)| text.is_some()));
+        let per_record = if with_text { body.len() / batch.len().max(1) + 1 } else { 64 * batch.width };
         if let Some(rows) = &rows {
-            ids = rows.iter().map(|&r| ids[r as usize].clone()).collect();
+            ids = rows.iter().map(|&(r, _)| ids[r as usize].clone()).collect();
         }
-        let rows: Box<dyn Iterator<Item = usize>> = match rows {
-            Some(rows) => Box::new(rows.into_iter().map(|r| r as usize)),
-            None => Box::new(0..ids.len()),
+        let rows: Box<dyn Iterator<Item = (usize, Option<Range<usize>>)>> = match rows {
+            Some(rows) => Box::new(rows.into_iter().map(|(r, text)| (r as usize, text))),
+            None => Box::new((0..ids.len()).map(|r| (r, None))),
         };
         let mut logged = LoggedRequest {
             model: model.clone(),
@@ -81,8 +84,8 @@ impl LoggedRequest {
             latency_us,
         };
         let template = &model.monitor.log_template;
-        for r in rows {
-            match spans.get(r).map(|span| &body[span.clone()]) {
+        for (r, text) in rows {
+            match text.map(|span| &body[span]) {
                 // An object of named features: its text as sent, less any line breaks (whitespace in JSON).
                 Some(text) if text.first() == Some(&b'{') => {
                     let start = logged.inputs.len();
@@ -157,18 +160,24 @@ impl PredictionLog {
         }))
     }
 
+    /// Whether to log one more record (true with probability `sample_rate`).
+    pub fn sample(&self) -> bool {
+        self.sample_rate >= 1.0 || sample(self.sample_rate)
+    }
+
     /// Queues a request's predictions; drops (and counts) them when the writer is that far behind.
-    /// Rows are sampled here, so a request none of whose rows is kept costs nothing more.
+    /// Rows are sampled before any work, so a request none of whose rows is kept costs nothing more.
     pub fn submit(&self, answered: Answered<'_>) {
-        let sampled = if self.sample_rate >= 1.0 {
-            None
-        } else {
-            let kept: Vec<u32> = (0..answered.ids.len() as u32).filter(|_| sample(self.sample_rate)).collect();
-            if kept.is_empty() {
-                return;
+        let sampled = match answered.texts {
+            Some(texts) => Some(texts.iter().map(|(r, text)| (*r, Some(text.clone()))).collect()),
+            None if self.sample_rate >= 1.0 => None,
+            None => {
+                Some((0..answered.ids.len() as u32).filter(|_| sample(self.sample_rate)).map(|r| (r, None)).collect())
             }
-            Some(kept)
         };
+        if sampled.as_ref().is_some_and(Vec::is_empty) {
+            return;
+        }
         let request = LoggedRequest::new(answered, sampled);
         let rows = request.ids.len() as u64;
         match self.sender.try_send(Message::Request(request)) {

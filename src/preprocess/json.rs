@@ -114,8 +114,8 @@ impl Pipeline {
         let start = batch.values.len();
         let mut refused = None;
         let mut deserializer = serde_json::Deserializer::from_str(text);
-        let visitor = InstanceVisitor { pipeline: self, path, batch: &mut *batch, refused: &mut refused };
-        let result = deserializer.deserialize_any(visitor).and_then(|()| deserializer.end());
+        let seed = InstanceSeed { pipeline: self, path, batch: &mut *batch, refused: &mut refused };
+        let result = seed.deserialize(&mut deserializer).and_then(|()| deserializer.end());
         result.map_err(|error| {
             batch.values.truncate(start);
             match refused {
@@ -123,6 +123,25 @@ impl Pipeline {
                 None => InstanceError::Json(error),
             }
         })
+    }
+}
+
+/// One instance read from any JSON deserializer (an element of a larger body, say) into `batch`. On a
+/// refusal the precise error is in `refused`; on any error `batch` may hold part of the instance.
+pub struct InstanceSeed<'a> {
+    pub pipeline: &'a Pipeline,
+    /// Names the instance in errors.
+    pub path: &'a dyn Fn() -> String,
+    pub batch: &'a mut RecordBatch,
+    pub refused: &'a mut Option<RecordError>,
+}
+
+impl<'de> DeserializeSeed<'de> for InstanceSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        let InstanceSeed { pipeline, path, batch, refused } = self;
+        deserializer.deserialize_any(InstanceVisitor { pipeline, path, batch, refused })
     }
 }
 

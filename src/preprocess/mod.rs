@@ -18,7 +18,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 pub(crate) use json::refuse_json_types;
-pub use json::{fail, InstanceError, KeySeed};
+pub use json::{fail, InstanceError, InstanceSeed, KeySeed};
 
 use crate::repository::manifest::{FeatureSpec, FeatureType, HandleUnknown, ImputeValue, Manifest, StepSpec};
 

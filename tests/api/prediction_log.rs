@@ -91,13 +91,35 @@ async fn sampling_keeps_about_the_configured_share() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("predictions.jsonl");
     let mut app = app_logging_to(path.clone(), |s| s.monitoring.prediction_log.sample_rate = 0.25).await;
-    let body = json!({"instances": vec![sample_input("breast_cancer"); 1000]});
-    for _ in 0..4 {
-        assert_eq!(app.post_json("/predict", &body).await.status(), 200);
+    // Records that differ, each with its own id: a sampled line must carry its own record and answer.
+    let base = sample_input("breast_cancer");
+    let mut records = std::collections::HashMap::new();
+    let mut answers = std::collections::HashMap::new();
+    for round in 0..4 {
+        let ids: Vec<String> = (0..1000).map(|i| format!("r{round}-{i}")).collect();
+        let instances: Vec<Value> = (0..1000)
+            .map(|i| {
+                let mut record = base.clone();
+                record["mean radius"] = json!(10.0 + i as f64 / 100.0);
+                record
+            })
+            .collect();
+        let response = app.post_json("/predict", &json!({"instances": instances, "ids": ids})).await;
+        assert_eq!(response.status(), 200);
+        let answer: Value = response.json().await.unwrap();
+        for (i, id) in ids.iter().enumerate() {
+            records.insert(id.clone(), instances[i].clone());
+            answers.insert(id.clone(), answer["predictions"][i].clone());
+        }
     }
     app.stop().await.unwrap().unwrap();
-    let kept = log_lines(&path).len();
-    assert!((800..1200).contains(&kept), "{kept} of 4000 kept at 25%");
+    let lines = log_lines(&path);
+    assert!((800..1200).contains(&lines.len()), "{} of 4000 kept at 25%", lines.len());
+    for line in &lines {
+        let id = line["id"].as_str().unwrap();
+        assert_eq!(line["input"], records[id], "{id}: its own record, as sent");
+        assert_eq!(line["output"]["label"], answers[id]["label"], "{id}: its own answer");
+    }
 }
 
 #[tokio::test]
