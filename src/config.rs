@@ -114,15 +114,20 @@ impl Default for ModelsSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchingSettings {
-    /// Rows that may wait for an inference worker; a request that would exceed it gets 503 `queue_full`.
+    /// Most rows in one model run: queued requests are gathered into batches up to this size.
+    pub max_batch_size: usize,
+    /// How long (µs, from the oldest request's arrival) a batch may wait to fill; 0 = never wait, batch only
+    /// what queued while the previous batch ran.
+    pub max_delay_us: u64,
+    /// Rows that may wait per model version; a request that would exceed it gets 503 `queue_full`.
     pub queue_capacity: usize,
-    /// Inference threads (0 = one per CPU core).
+    /// Inference threads, and batches of one version that may run at once (0 = one per CPU core).
     pub workers: usize,
 }
 
 impl Default for BatchingSettings {
     fn default() -> Self {
-        BatchingSettings { queue_capacity: 16_384, workers: 0 }
+        BatchingSettings { max_batch_size: 64, max_delay_us: 0, queue_capacity: 16_384, workers: 0 }
     }
 }
 
@@ -241,6 +246,11 @@ impl Settings {
             "configuration: server.shutdown_delay_s and shutdown_timeout_s must not be negative"
         );
         anyhow::ensure!(self.batching.queue_capacity > 0, "configuration: batching.queue_capacity must be positive");
+        anyhow::ensure!(self.batching.max_batch_size > 0, "configuration: batching.max_batch_size must be positive");
+        anyhow::ensure!(
+            self.batching.max_delay_us <= 1_000_000,
+            "configuration: batching.max_delay_us must be at most 1000000 (one second)"
+        );
         let m = &self.monitoring;
         m.drift_defaults().validate().map_err(|e| anyhow::anyhow!("configuration: monitoring.{e}"))?;
         let log = &m.prediction_log;

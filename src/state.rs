@@ -52,7 +52,7 @@ impl AppState {
         metrics: Metrics,
         prediction_log: Option<PredictionLog>,
     ) -> AppState {
-        let pool = InferencePool::start(settings.batching.worker_threads(), settings.batching.queue_capacity);
+        let pool = InferencePool::start(&settings.batching);
         let in_flight = Arc::new(Semaphore::new(settings.server.max_in_flight));
         let feedback = FeedbackStore::new(settings.monitoring.feedback_capacity);
         AppState(Arc::new(Shared {

@@ -44,7 +44,7 @@ pub async fn run(
 ) -> Result<Served, ApiError> {
     let rows = batch.len();
     let ids = state.feedback.ids(given_ids, rows);
-    let (output, timing) = state.pool.infer(model.plan.clone(), input, rows).await?;
+    let (output, timing) = state.pool.infer(&model.batcher, input, rows).await?;
     if let Some(r) = (0..rows).find(|&r| output.row(r).iter().any(|x| !x.is_finite())) {
         // Finite inputs far outside the training range can overflow inside the model.
         return Err(ApiError::bad_request(
@@ -58,7 +58,7 @@ pub async fn run(
     let predicted: Vec<Predicted> = (0..rows).map(|r| answer::predicted(monitor.task, output.row(r))).collect();
     let metrics = monitor.metrics().filter(|_| state.monitoring());
     if let Some(metrics) = metrics {
-        metrics.record_inference(rows, timing.queue.as_secs_f64(), timing.inference.as_secs_f64());
+        metrics.record_inference(&timing);
         monitor.observe(batch, &predicted);
     }
     let policy = state.settings.monitoring.low_confidence;

@@ -11,6 +11,7 @@ use prometheus::{
 use super::prediction_log::LogCounters;
 use super::version::{LiveQuality, VersionMonitor, PREDICTION};
 use crate::repository::manifest::Task;
+use crate::runtime::InferenceTiming;
 
 const VERSION: [&str; 2] = ["model", "version"];
 const VERSION_STATE: [&str; 3] = ["model", "version", "state"];
@@ -388,10 +389,14 @@ pub struct VersionMetrics {
 
 impl VersionMetrics {
     /// One model run of `rows` rows.
-    pub fn record_inference(&self, rows: usize, queue_s: f64, inference_s: f64) {
-        self.queue.observe(queue_s);
-        self.inference.observe(inference_s);
-        self.batch_size.observe(rows as f64);
+    /// One request's queue time; and, from the one request of each batch that reports it, the batch's
+    /// size and inference time.
+    pub fn record_inference(&self, timing: &InferenceTiming) {
+        self.queue.observe(timing.queue.as_secs_f64());
+        if timing.reports_batch {
+            self.inference.observe(timing.inference.as_secs_f64());
+            self.batch_size.observe(timing.batch_rows as f64);
+        }
     }
 
     /// Classifications answered: `per_class[i]` with label `i`, `fell_back` with the fallback label.
@@ -443,7 +448,13 @@ mod tests {
         .unwrap();
         let monitor = VersionMonitor::new("m", "1", &manifest, None, crate::monitor::DriftSettings::default()).unwrap();
         let handles = metrics.version_handles(&monitor);
-        handles.record_inference(3, 0.0001, 0.0002);
+        let timing = crate::runtime::InferenceTiming {
+            queue: std::time::Duration::from_micros(100),
+            inference: std::time::Duration::from_micros(200),
+            batch_rows: 3,
+            reports_batch: true,
+        };
+        handles.record_inference(&timing);
         handles.record_classes(&[1, 0], 0);
         handles.record_confidences([0.9].into_iter(), 1);
         metrics.set_model_state("m", "1", "ready");

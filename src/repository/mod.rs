@@ -16,7 +16,7 @@ use crate::config::{ModelsSettings, VersionPolicy};
 use crate::monitor::reference::ReferenceProfile;
 use crate::monitor::{DriftSettings, VersionMonitor};
 use crate::preprocess::Pipeline;
-use crate::runtime::{ModelPlan, OutputKind, RuntimeError};
+use crate::runtime::{Batcher, ModelPlan, OutputKind, RuntimeError};
 use manifest::{Manifest, Task};
 
 /// Errors of the repository layer; each names the file (and field) at fault in one line.
@@ -47,6 +47,8 @@ pub struct ModelVersion {
     pub manifest: Manifest,
     pub pipeline: Pipeline,
     pub plan: Arc<ModelPlan>,
+    /// The version's batch queue (requests are served through it).
+    pub batcher: Arc<Batcher>,
     pub reference: Option<ReferenceProfile>,
     pub card: serde_json::Value,
     /// Drift windows and live quality of this version, fed by requests and feedback.
@@ -108,6 +110,7 @@ impl ModelVersion {
         let monitor = VersionMonitor::new(name, &version_label, &manifest, reference.as_ref(), drift)
             .map_err(|m| invalid(&reference_path, m))?;
         let card = manifest.card_json();
+        let plan = Arc::new(plan);
         Ok(ModelVersion {
             name: name.to_string(),
             version,
@@ -115,7 +118,8 @@ impl ModelVersion {
             dir: dir.to_path_buf(),
             manifest,
             pipeline,
-            plan: Arc::new(plan),
+            batcher: Arc::new(Batcher::new(plan.clone())),
+            plan,
             reference,
             card,
             monitor: Arc::new(monitor),

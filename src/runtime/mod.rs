@@ -1,12 +1,13 @@
-//! Model execution: one optimised tract plan per model version ([`ModelPlan`]), run on dedicated blocking
-//! threads fed by a bounded queue ([`InferencePool`]), so the async executor only ever awaits.
+//! Model execution: one optimised tract plan per model version ([`ModelPlan`]), and dynamic batching: a
+//! bounded queue per version ([`Batcher`]) whose batches run inline when cheap and otherwise on dedicated
+//! inference threads ([`InferencePool`]).
 
 mod ops;
 mod plan;
 mod pool;
 
 pub use plan::{ModelOutput, ModelPlan, OutputKind};
-pub use pool::{InferencePool, InferenceTiming};
+pub use pool::{Batcher, InferencePool, InferenceTiming};
 
 /// Errors of the runtime layer.
 #[derive(Debug, thiserror::Error)]

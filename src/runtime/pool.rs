@@ -1,108 +1,319 @@
-//! The inference pool: a fixed set of OS threads that run tract plans, fed by one queue whose depth is
-//! bounded in rows. The async side enqueues and awaits a oneshot reply, so a slow batch never blocks the
-//! executor (and with it `/health/live` or `/metrics`).
+//! Dynamic batching: each model version has a [`Batcher`] (its queue), and requests for that version are
+//! gathered into batches of up to `max_batch_size` rows, each run as one tract call; every caller gets its
+//! own rows back.
 //!
-//! Backpressure is immediate: a request that would push the queue past its row capacity is refused with
-//! [`RuntimeError::QueueFull`] (503) instead of waiting. A job whose caller has gone away (timeout, client
-//! disconnect) is skipped by the worker, not computed.
+//! Who runs a batch: a request that finds no batch running for its version runs one itself (its own rows
+//! and whatever is queued), inline on its executor thread when the version's measured cost says the batch is
+//! cheap, which spares an idle server two thread hand-offs per request. Whatever queues while a batch runs
+//! is handed to an inference thread ([`InferencePool`]), which keeps taking batches until the queue is
+//! empty: under load the queue fills while a batch runs, so batches grow by themselves, with no timer. With
+//! `max_delay_us` above zero every batch goes to an inference thread, which waits up to that long (from the
+//! oldest request's arrival) for the batch to fill.
+//!
+//! At most `workers` batches of one version run at once. Backpressure is immediate: a request that would
+//! push its version's queue past `queue_capacity` rows is refused with [`RuntimeError::QueueFull`] (503)
+//! instead of waiting. A queued request whose caller has gone (timeout, client disconnect) is dropped from
+//! the queue, never computed.
+//!
+//! Batching changes no answer: plans are built so a row's result does not depend on its place in a batch
+//! (see `ops::rows`), and the `batching` integration tests compare batched answers with unbatched ones bit
+//! for bit.
 
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
 use super::{ModelOutput, ModelPlan, RuntimeError};
+use crate::config::BatchingSettings;
 
-/// Where a request's time went inside the pool.
+/// Where a request's time went, and the batch it ran in.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct InferenceTiming {
+    /// From queueing to the start of its batch.
     pub queue: Duration,
+    /// The batch's tract call.
     pub inference: Duration,
+    /// Rows in the batch.
+    pub batch_rows: usize,
+    /// Set on exactly one request of each batch: the one that reports the batch's own metrics.
+    pub reports_batch: bool,
 }
 
 type Reply = Result<(ModelOutput, InferenceTiming), RuntimeError>;
 
 struct Job {
-    plan: Arc<ModelPlan>,
     input: Vec<f32>,
     rows: usize,
     enqueued: Instant,
     reply: oneshot::Sender<Reply>,
 }
 
-struct Shared {
-    queued_rows: AtomicUsize,
-    capacity_rows: usize,
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    /// Rows in `jobs`.
+    rows: usize,
+    /// Batches of this version running or about to (each runner takes batches until the queue is empty).
+    runners: usize,
+    /// Whether an inference thread waits on `filled` for this queue to fill.
+    waiting: bool,
 }
 
-/// Cheap to clone: every clone feeds the same workers.
+/// One model version's queue; it lives as long as the version.
+pub struct Batcher {
+    plan: Arc<ModelPlan>,
+    queue: Mutex<Queue>,
+    filled: Condvar,
+    /// Smoothed nanoseconds per row of this plan's recent batches (0 until the first run).
+    ns_per_row: AtomicU64,
+}
+
+impl std::fmt::Debug for Batcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher").field("queued_rows", &self.queued_rows()).finish()
+    }
+}
+
+/// The rows one runner took from the queue.
+struct Batch {
+    jobs: Vec<Job>,
+    rows: usize,
+}
+
+/// A batch whose estimated cost is at most this runs inline on the executor thread that took it; longer
+/// ones would stall the other connections that thread serves.
+const INLINE_BUDGET_NS: u64 = 200_000;
+
+impl Batcher {
+    pub fn new(plan: Arc<ModelPlan>) -> Batcher {
+        Batcher { plan, queue: Mutex::new(Queue::default()), filled: Condvar::new(), ns_per_row: AtomicU64::new(0) }
+    }
+
+    pub fn plan(&self) -> &Arc<ModelPlan> {
+        &self.plan
+    }
+
+    /// Rows waiting now.
+    pub fn queued_rows(&self) -> usize {
+        self.lock().rows
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes queued jobs, oldest first, up to `max_rows` rows (always at least one job, whatever its size),
+    /// skipping those whose caller has gone. With nothing left it gives up its runner slot and answers None.
+    fn take(&self, queue: &mut Queue, max_rows: usize) -> Option<Batch> {
+        let mut batch = Batch { jobs: Vec::new(), rows: 0 };
+        // A plan whose rows' answers depend on their place in a batch runs each request alone.
+        let max_rows = if self.plan.batch_invariant() { max_rows } else { 0 };
+        while let Some(job) = queue.jobs.front() {
+            if !batch.jobs.is_empty() && batch.rows + job.rows > max_rows {
+                break;
+            }
+            let job = queue.jobs.pop_front().expect("front exists");
+            queue.rows -= job.rows;
+            if job.reply.is_closed() {
+                continue; // the caller gave up: do not spend a core on an answer nobody reads
+            }
+            batch.rows += job.rows;
+            batch.jobs.push(job);
+        }
+        if batch.jobs.is_empty() {
+            queue.runners -= 1;
+            return None;
+        }
+        Some(batch)
+    }
+
+    /// Like [`Batcher::take`], after waiting (up to `max_delay` from the oldest job's arrival) for
+    /// `max_rows` rows to queue.
+    fn take_waiting(&self, max_rows: usize, max_delay: Duration) -> Option<Batch> {
+        let mut queue = self.lock();
+        if let Some(oldest) = queue.jobs.front().map(|j| j.enqueued) {
+            let deadline = oldest + max_delay;
+            while queue.rows < max_rows {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                queue.waiting = true;
+                queue = self.filled.wait_timeout(queue, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+                queue.waiting = false;
+            }
+        }
+        self.take(&mut queue, max_rows)
+    }
+
+    /// Whether a batch of `rows` is expected to take at most [`INLINE_BUDGET_NS`].
+    fn cheap(&self, rows: usize) -> bool {
+        (rows as u64).saturating_mul(self.ns_per_row.load(Ordering::Relaxed)) <= INLINE_BUDGET_NS
+    }
+
+    /// Runs one batch as one tract call and answers each of its callers with its own rows.
+    fn run(&self, batch: Batch) {
+        let started = Instant::now();
+        let Batch { mut jobs, rows } = batch;
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            if let [job] = jobs.as_mut_slice() {
+                self.plan.run(&job.input, rows)
+            } else {
+                let mut input = Vec::with_capacity(rows * self.plan.columns());
+                jobs.iter().for_each(|job| input.extend_from_slice(&job.input));
+                self.plan.run(&input, rows)
+            }
+        }))
+        .unwrap_or_else(|_| Err(RuntimeError::Inference("the model panicked".to_string())));
+        let inference = started.elapsed();
+        let per_row = inference.as_nanos() as u64 / rows.max(1) as u64;
+        let previous = self.ns_per_row.load(Ordering::Relaxed);
+        let smoothed = if previous == 0 { per_row } else { (previous * 7 + per_row) / 8 };
+        self.ns_per_row.store(smoothed, Ordering::Relaxed);
+
+        let timing = |job: &Job, first: bool| InferenceTiming {
+            queue: started.saturating_duration_since(job.enqueued),
+            inference,
+            batch_rows: rows,
+            reports_batch: first,
+        };
+        match result {
+            Ok(output) if jobs.len() == 1 => {
+                let job = jobs.pop().expect("one job");
+                let timing = timing(&job, true);
+                let _ = job.reply.send(Ok((output, timing)));
+            }
+            Ok(output) => {
+                let width = output.width;
+                let mut offset = 0;
+                for (i, job) in jobs.into_iter().enumerate() {
+                    let values = output.values[offset * width..(offset + job.rows) * width].to_vec();
+                    offset += job.rows;
+                    let timing = timing(&job, i == 0);
+                    let _ = job.reply.send(Ok((ModelOutput { rows: job.rows, width, values }, timing)));
+                }
+            }
+            Err(error) => {
+                let message = error.to_string();
+                for job in jobs {
+                    let _ = job.reply.send(Err(RuntimeError::Inference(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Work for an inference thread: keep running `batcher`'s batches (starting with `first`) until its queue
+/// is empty.
+struct Drain {
+    batcher: Arc<Batcher>,
+    first: Option<Batch>,
+}
+
+/// The inference threads and the batching settings. Cheap to clone: every clone feeds the same threads.
 #[derive(Clone)]
 pub struct InferencePool {
-    sender: crossbeam_channel::Sender<Job>,
-    shared: Arc<Shared>,
+    sender: crossbeam_channel::Sender<Drain>,
+    settings: Arc<PoolSettings>,
+}
+
+struct PoolSettings {
+    max_batch_rows: usize,
+    max_delay: Duration,
+    capacity_rows: usize,
+    /// Batches of one version that may run at once.
+    runners: usize,
 }
 
 impl InferencePool {
-    /// Starts `workers` threads. They stop once every clone of the pool is dropped and the queue is empty.
-    pub fn start(workers: usize, capacity_rows: usize) -> InferencePool {
-        let (sender, receiver) = crossbeam_channel::unbounded::<Job>();
-        let shared = Arc::new(Shared { queued_rows: AtomicUsize::new(0), capacity_rows });
-        for i in 0..workers.max(1) {
+    /// Starts the inference threads. They stop once every clone of the pool is dropped and the queue is empty.
+    pub fn start(settings: &BatchingSettings) -> InferencePool {
+        let workers = settings.worker_threads().max(1);
+        let settings = Arc::new(PoolSettings {
+            max_batch_rows: settings.max_batch_size.max(1),
+            max_delay: Duration::from_micros(settings.max_delay_us),
+            capacity_rows: settings.queue_capacity,
+            runners: workers,
+        });
+        let (sender, receiver) = crossbeam_channel::unbounded::<Drain>();
+        for i in 0..workers {
             let receiver = receiver.clone();
-            let shared = shared.clone();
+            let settings = settings.clone();
             std::thread::Builder::new()
                 .name(format!("inferd-infer-{i}"))
                 .spawn(move || {
-                    for job in receiver {
-                        shared.queued_rows.fetch_sub(job.rows, Ordering::AcqRel);
-                        run_job(job);
+                    for Drain { batcher, mut first } in receiver {
+                        loop {
+                            let batch = match first.take() {
+                                Some(batch) => batch,
+                                None => match batcher.take_waiting(settings.max_batch_rows, settings.max_delay) {
+                                    Some(batch) => batch,
+                                    None => break,
+                                },
+                            };
+                            batcher.run(batch);
+                        }
                     }
                 })
                 .expect("cannot spawn inference threads at startup");
         }
-        InferencePool { sender, shared }
+        InferencePool { sender, settings }
     }
 
-    /// Rows waiting in the queue now.
-    pub fn queued_rows(&self) -> usize {
-        self.shared.queued_rows.load(Ordering::Acquire)
-    }
-
-    /// Queues `rows` model rows for `plan` and waits for the answer.
-    pub async fn infer(&self, plan: Arc<ModelPlan>, input: Vec<f32>, rows: usize) -> Reply {
-        self.reserve(rows)?;
+    /// Queues `rows` model rows (row-major) for `batcher`'s version and waits for them to be answered.
+    pub async fn infer(&self, batcher: &Arc<Batcher>, input: Vec<f32>, rows: usize) -> Reply {
+        let settings = &*self.settings;
         let (reply, answer) = oneshot::channel();
-        let job = Job { plan, input, rows, enqueued: Instant::now(), reply };
-        if self.sender.send(job).is_err() {
-            self.shared.queued_rows.fetch_sub(rows, Ordering::AcqRel);
-            return Err(RuntimeError::Stopped);
+        let lead = {
+            let mut queue = batcher.lock();
+            // An empty queue takes any request, so no request size is refused forever.
+            if queue.rows > 0 && queue.rows + rows > settings.capacity_rows {
+                return Err(RuntimeError::QueueFull);
+            }
+            queue.jobs.push_back(Job { input, rows, enqueued: Instant::now(), reply });
+            queue.rows += rows;
+            if queue.waiting && queue.rows >= settings.max_batch_rows {
+                batcher.filled.notify_one();
+            }
+            let lead = queue.runners < settings.runners;
+            queue.runners += usize::from(lead);
+            lead
+        };
+        if lead {
+            self.lead(batcher);
         }
         answer.await.map_err(|_| RuntimeError::Stopped)?
     }
 
-    /// Claims queue space for `rows`. An empty queue takes any request, so no request size is refused forever.
-    fn reserve(&self, rows: usize) -> Result<(), RuntimeError> {
-        let capacity = self.shared.capacity_rows;
-        self.shared
-            .queued_rows
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
-                (queued == 0 || queued + rows <= capacity).then_some(queued + rows)
-            })
-            .map(|_| ())
-            .map_err(|_| RuntimeError::QueueFull)
+    /// This request found a free runner slot: it runs the first batch here when that is cheap (and no delay
+    /// is configured), and leaves the rest to an inference thread.
+    fn lead(&self, batcher: &Arc<Batcher>) {
+        let settings = &*self.settings;
+        let mut first = None;
+        if settings.max_delay.is_zero() {
+            let taken = batcher.take(&mut batcher.lock(), settings.max_batch_rows);
+            match taken {
+                None => return,
+                Some(batch) if batcher.cheap(batch.rows) => {
+                    batcher.run(batch);
+                    let mut queue = batcher.lock();
+                    if queue.jobs.is_empty() {
+                        queue.runners -= 1;
+                        return;
+                    }
+                }
+                Some(batch) => first = Some(batch),
+            }
+        }
+        if let Err(crossbeam_channel::SendError(drain)) = self.sender.send(Drain { batcher: batcher.clone(), first }) {
+            // No inference thread left (shutting down): answer what was taken, let the queue's callers time out.
+            if let Some(batch) = drain.first {
+                batcher.run(batch);
+            }
+        }
     }
-}
-
-fn run_job(job: Job) {
-    if job.reply.is_closed() {
-        return; // the caller gave up: do not spend a core on an answer nobody reads
-    }
-    let started = Instant::now();
-    let queue = started - job.enqueued;
-    let result = catch_unwind(AssertUnwindSafe(|| job.plan.run(&job.input, job.rows)))
-        .unwrap_or_else(|_| Err(RuntimeError::Inference("the model panicked".to_string())));
-    let timing = InferenceTiming { queue, inference: started.elapsed() };
-    let _ = job.reply.send(result.map(|output| (output, timing)));
 }

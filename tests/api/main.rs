@@ -2,6 +2,7 @@
 //! Expected predictions come from the fixtures that onnxruntime / scikit-learn computed at export.
 
 mod bad_input;
+mod batching;
 mod confidence;
 mod health;
 mod helpers;

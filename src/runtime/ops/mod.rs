@@ -11,10 +11,16 @@
 //!   pairwise coupling.
 //! - `ArrayFeatureExtractor` ([`array`]): onnxruntime's output shape for a scalar index (skl2onnx's calibrated
 //!   classifiers rely on it).
+//!
+//! And after parsing, [`make_batch_invariant`] ([`rows`]) swaps tract's row reductions for ones whose result
+//! does not depend on a row's place in a batch.
 
 mod array;
+mod rows;
 mod svm;
 mod tree;
+
+pub use rows::make_batch_invariant;
 
 use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::*;
