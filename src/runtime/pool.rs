@@ -84,9 +84,12 @@ struct Batch {
     rows: usize,
 }
 
-/// A batch whose estimated cost is at most this runs inline on the executor thread that took it; longer
-/// ones would stall the other connections that thread serves.
-const INLINE_BUDGET_NS: u64 = 200_000;
+/// A batch whose estimated cost is at most this runs inline on the executor thread that took it. Above
+/// it, handing the batch to an inference thread pays for itself: the executor threads go on reading
+/// requests, which queue and are then run as one batch (the digits MLP of `bench/compare.py` costs about
+/// 20 µs a row alone and under 3 µs a row at batch 64), and no executor thread stalls the connections it
+/// serves. Below it (a linear model: a few µs), two thread hand-offs would cost more than the model.
+const INLINE_BUDGET_NS: u64 = 10_000;
 
 impl Batcher {
     pub fn new(plan: Arc<ModelPlan>) -> Batcher {
