@@ -18,7 +18,8 @@ fn main() -> anyhow::Result<()> {
     let name = dir.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str()).unwrap_or("model").to_string();
     let version = ModelVersion::load_unchecked(&name, 1, &dir, DriftSettings::default())?;
     // Rows of standardised-looking values: the plan's speed does not depend on them.
-    let input: Vec<f32> = (0..batch * version.plan.columns()).map(|i| ((i * 7919) % 200) as f32 / 100.0 - 1.0).collect();
+    let input: Vec<f32> =
+        (0..batch * version.plan.columns()).map(|i| ((i * 7919) % 200) as f32 / 100.0 - 1.0).collect();
     let plan = version.plan.clone();
     let until = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
