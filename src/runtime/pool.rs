@@ -175,7 +175,9 @@ impl Batcher {
         let inference = started.elapsed();
         let per_row = inference.as_nanos() as u64 / rows.max(1) as u64;
         let previous = self.ns_per_row.load(Ordering::Relaxed);
-        let smoothed = if previous == 0 { per_row } else { (previous * 7 + per_row) / 8 };
+        // A run the scheduler preempted can take many times its cost: one such run counts at most double,
+        // so it cannot send a cheap model's batches off the executor threads on its own.
+        let smoothed = if previous == 0 { per_row } else { (previous * 7 + per_row.min(previous * 2)) / 8 };
         self.ns_per_row.store(smoothed, Ordering::Relaxed);
 
         let timing = |job: &Job, first: bool| InferenceTiming {
