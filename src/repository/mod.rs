@@ -232,7 +232,15 @@ impl ModelTable {
             for version in chosen {
                 let started = std::time::Instant::now();
                 let loaded = ModelVersion::load(&name, version, &available[&version], drift)?;
-                tracing::info!(model = %name, version, elapsed_ms = started.elapsed().as_millis() as u64, "model version loaded");
+                tracing::info!(
+                    model = %name,
+                    version,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    run_1_row_us = loaded.plan.estimated_ns(1) / 1000.0,
+                    run_64_rows_us = loaded.plan.estimated_ns(64) / 1000.0,
+                    batch_invariant = loaded.plan.batch_invariant(),
+                    "model version loaded"
+                );
                 versions.insert(version, Arc::new(loaded));
             }
             models.insert(name.clone(), ModelEntry { name, versions });

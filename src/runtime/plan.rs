@@ -40,6 +40,8 @@ pub struct ModelPlan {
     columns: usize,
     kind: OutputKind,
     batch_invariant: bool,
+    /// Measured at load: the cost of a run, fixed part and per row (nanoseconds).
+    cost_ns: (f64, f64),
 }
 
 impl std::fmt::Debug for ModelPlan {
@@ -54,7 +56,7 @@ impl ModelPlan {
     pub fn load(path: &Path, columns: usize, output: &str, kind: OutputKind) -> Result<ModelPlan, RuntimeError> {
         let fail = |message: String| RuntimeError::Load { path: path.display().to_string(), message };
         let plan = build(path, columns, output).map_err(|e| fail(format!("{e:#}").replace('\n', " ")))?;
-        let mut model = ModelPlan { plan, columns, kind, batch_invariant: false };
+        let mut model = ModelPlan { plan, columns, kind, batch_invariant: false, cost_ns: (0.0, 0.0) };
         let warm = model.run(&vec![0.0; columns], 1).map_err(|e| fail(format!("warm-up run failed: {e}")))?;
         if let OutputKind::Probabilities { classes } = kind {
             if warm.width != classes {
@@ -67,6 +69,7 @@ impl ModelPlan {
             return Err(fail(format!("output '{output}' has {} values per row, expected 1", warm.width)));
         }
         model.batch_invariant = model.probe_batch_invariance().map_err(|e| fail(format!("warm-up run failed: {e}")))?;
+        model.cost_ns = model.measure_cost().map_err(|e| fail(format!("warm-up run failed: {e}")))?;
         if !model.batch_invariant {
             tracing::warn!(
                 path = %path.display(),
@@ -103,6 +106,30 @@ impl ModelPlan {
             }
         }
         Ok(true)
+    }
+
+    /// The cost of a run of 1 row and of 64 rows, each the best of 5 warm runs, as a fixed part and a part
+    /// per row: what the batcher needs to tell a model it can run inline from one that pays to batch.
+    fn measure_cost(&self) -> Result<(f64, f64), RuntimeError> {
+        const ROWS: usize = 64;
+        let input = vec![0.0; ROWS * self.columns];
+        let best = |rows: usize| -> Result<f64, RuntimeError> {
+            let mut best = f64::INFINITY;
+            for _ in 0..5 {
+                let started = std::time::Instant::now();
+                self.run(&input[..rows * self.columns], rows)?;
+                best = best.min(started.elapsed().as_nanos() as f64);
+            }
+            Ok(best)
+        };
+        let (one, many) = (best(1)?, best(ROWS)?);
+        let per_row = ((many - one) / (ROWS - 1) as f64).max(0.0);
+        Ok(((one - per_row).max(0.0), per_row))
+    }
+
+    /// The expected duration of a run of `rows` rows, from the costs measured at load.
+    pub fn estimated_ns(&self, rows: usize) -> f64 {
+        self.cost_ns.0 + self.cost_ns.1 * rows as f64
     }
 
     /// Whether requests may share batches (see [`ModelPlan::load`]).

@@ -21,7 +21,6 @@
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -68,8 +67,6 @@ pub struct Batcher {
     plan: Arc<ModelPlan>,
     queue: Mutex<Queue>,
     filled: Condvar,
-    /// Smoothed nanoseconds per row of this plan's recent batches (0 until the first run).
-    ns_per_row: AtomicU64,
 }
 
 impl std::fmt::Debug for Batcher {
@@ -84,16 +81,18 @@ struct Batch {
     rows: usize,
 }
 
-/// A batch whose estimated cost is at most this runs inline on the executor thread that took it. Above
-/// it, handing the batch to an inference thread pays for itself: the executor threads go on reading
-/// requests, which queue and are then run as one batch (the digits MLP of `bench/compare.py` costs about
-/// 20 µs a row alone and under 3 µs a row at batch 64), and no executor thread stalls the connections it
-/// serves. Below it (a linear model: a few µs), two thread hand-offs would cost more than the model.
-const INLINE_BUDGET_NS: u64 = 10_000;
+/// A batch whose estimated cost is at most this runs inline on the executor thread that took it: about what
+/// the two thread hand-offs to an inference thread and back cost. Above it, the hand-off pays for itself:
+/// the executor threads go on reading requests, which queue and are then run as one batch (the digits MLP of
+/// `bench/compare.py` costs 8 µs a row alone, 1.6 µs a row at batch 64), and no executor thread stalls the
+/// connections it serves. Below it (a linear model: 2.4 µs for one row, 4 µs for 32), the hand-offs would
+/// cost more than the model. Costs are measured when the version loads (best of 5 warm runs), not during
+/// serving, where a preempted run would skew them.
+const INLINE_BUDGET_NS: f64 = 5_000.0;
 
 impl Batcher {
     pub fn new(plan: Arc<ModelPlan>) -> Batcher {
-        Batcher { plan, queue: Mutex::new(Queue::default()), filled: Condvar::new(), ns_per_row: AtomicU64::new(0) }
+        Batcher { plan, queue: Mutex::new(Queue::default()), filled: Condvar::new() }
     }
 
     pub fn plan(&self) -> &Arc<ModelPlan> {
@@ -153,9 +152,10 @@ impl Batcher {
         self.take(&mut queue, max_rows)
     }
 
-    /// Whether a batch of `rows` is expected to take at most [`INLINE_BUDGET_NS`].
+    /// Whether a batch of `rows` is expected (from the costs measured at load) to take at most
+    /// [`INLINE_BUDGET_NS`].
     fn cheap(&self, rows: usize) -> bool {
-        (rows as u64).saturating_mul(self.ns_per_row.load(Ordering::Relaxed)) <= INLINE_BUDGET_NS
+        self.plan.estimated_ns(rows) <= INLINE_BUDGET_NS
     }
 
     /// Runs one batch as one tract call and answers each of its callers with its own rows.
@@ -173,12 +173,6 @@ impl Batcher {
         }))
         .unwrap_or_else(|_| Err(RuntimeError::Inference("the model panicked".to_string())));
         let inference = started.elapsed();
-        let per_row = inference.as_nanos() as u64 / rows.max(1) as u64;
-        let previous = self.ns_per_row.load(Ordering::Relaxed);
-        // A run the scheduler preempted can take many times its cost: one such run counts at most double,
-        // so it cannot send a cheap model's batches off the executor threads on its own.
-        let smoothed = if previous == 0 { per_row } else { (previous * 7 + per_row.min(previous * 2)) / 8 };
-        self.ns_per_row.store(smoothed, Ordering::Relaxed);
 
         let timing = |job: &Job, first: bool| InferenceTiming {
             queue: started.saturating_duration_since(job.enqueued),
