@@ -4,7 +4,7 @@ model files, side by side in one run on 127.0.0.1, with two ceilings measured in
 handler that parses the same body into a map (`examples/http_ceiling.rs`, the HTTP ceiling) and tract run
 in process at batch 64 (`examples/tract_ceiling.rs`, the batching ceiling).
 
-    python3 bench/compare.py [--seconds 8] [--write docs/performance.md]
+    python3 bench/compare.py [--seconds 5] [--rounds 3] [--write docs/performance.md]
 
 What it does, in order (everything under bench/.work, which git ignores):
 1. `cargo build --release` of inferd and the two ceiling examples;
@@ -15,10 +15,11 @@ What it does, in order (everything under bench/.work, which git ignores):
    training split, so inferd serves with its default monitoring on (metrics, drift, feedback memory);
 4. starts inferd, the peer (one server per model) and the HTTP ceiling, timing each cold start to its first
    healthy answer;
-5. drives each with `oha` for `--seconds` per scenario, scenario by scenario, servers in turn;
+5. drives each with `oha` for `--seconds` per scenario, servers in turn, all scenarios `--rounds` times over
+   (each cell: the median over rounds, so a burst of noise on this shared machine moves one round only);
 6. prints one table and the targets of issue 7 (and with --write, a dated report).
 
-Bounded: about 10 runs of `--seconds` each plus builds; every process it starts is stopped by PID.
+Bounded: 10 runs of `--seconds` per round plus builds; every process it starts is stopped by PID.
 Needs `oha` (cargo install --locked oha) and python3 with venv.
 """
 import argparse
@@ -30,6 +31,7 @@ import platform
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -199,7 +201,8 @@ def metric(text: str, name: str, model: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=int, default=8, help="per scenario and server")
+    parser.add_argument("--seconds", type=int, default=5, help="per scenario, server and round")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--peer-dir", type=pathlib.Path, default=ROOT.parent / "shared" / "peers")
     parser.add_argument("--write", type=pathlib.Path, help="write the report (markdown) here")
     args = parser.parse_args()
@@ -246,13 +249,18 @@ def main() -> None:
         ("32 records, c=8", 8, 32, [("inferd", url(logreg)), ("peer", peer(logreg))], batch32),
         ("digits MLP, 1 record, c=64", 64, 1, [("inferd", url(mlp)), ("peer", peer(mlp))], mlp_single),
     ]
-    results = {}
+    runs = {}
     memory = {}
     try:
-        for title, concurrency, rows, targets, body in scenarios:
-            for who, target in targets:
-                log(f"{title}: {who}")
-                results[(title, who)] = dict(oha(target, body, concurrency, args.seconds), rows=rows)
+        for round_ in range(args.rounds):
+            for title, concurrency, rows, targets, body in scenarios:
+                for who, target in targets:
+                    log(f"round {round_ + 1}/{args.rounds}, {title}: {who}")
+                    runs.setdefault((title, who), []).append(dict(oha(target, body, concurrency, args.seconds), rows=rows))
+        results = {cell: {key: statistics.median(r[key] for r in cell_runs) for key in cell_runs[0]}
+                   for cell, cell_runs in runs.items()}
+        for cell, cell_runs in runs.items():
+            results[cell]["non_200"] = sum(r["non_200"] for r in cell_runs)
         with urllib.request.urlopen(f"http://127.0.0.1:{inferd.port}/metrics") as response:
             metrics_text = response.read().decode()
         memory = {"inferd": inferd.rss_mib(), "peer": servers[f"peer:{logreg}"].rss_mib(),
@@ -275,14 +283,14 @@ def main() -> None:
     in_tract = batch_rows / inference_s if inference_s > 0 else float("nan")
 
     report = render(results, memory, {n: s.cold_start for n, s in servers.items()}, tract, cores,
-                    batch_rows / batches if batches else float("nan"), in_tract, args.seconds)
+                    batch_rows / batches if batches else float("nan"), in_tract, args.seconds, args.rounds)
     print(report)
     if args.write:
         args.write.write_text(report)
         log(f"written to {args.write}")
 
 
-def render(results, memory, cold, tract, cores, mean_batch, in_tract, seconds) -> str:
+def render(results, memory, cold, tract, cores, mean_batch, in_tract, seconds, rounds) -> str:
     cpu = "unknown CPU"
     try:
         cpu = re.search(r"model name\s*:\s*(.+)", pathlib.Path("/proc/cpuinfo").read_text()).group(1)
@@ -290,10 +298,11 @@ def render(results, memory, cold, tract, cores, mean_batch, in_tract, seconds) -
         pass
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     out = [f"Measured {now} on {cores} cores ({cpu}), Linux {platform.release()}, by `python3 bench/compare.py"
-           f" --seconds {seconds}`: `oha` on 127.0.0.1, {seconds} s per cell, every server on the same machine"
-           " in turn. Models from the peer's `make_models.py`; inferd runs its default configuration (monitoring"
+           f" --seconds {seconds} --rounds {rounds}`: `oha` on 127.0.0.1, {seconds} s per cell and round, every"
+           f" server on the same machine in turn, each cell the median of {rounds} rounds. Models from the peer's `make_models.py`; inferd runs its default configuration (monitoring"
            " on: metrics, drift windows, feedback memory; batching on).", ""]
-    out += ["| scenario | server | req/s | rows/s | p50 ms | p99 ms | non-200 |", "|---|---|---:|---:|---:|---:|---:|"]
+    out += ["| scenario | server | req/s | rows/s | p50 ms | p99 ms | non-200 (all rounds) |",
+            "|---|---|---:|---:|---:|---:|---:|"]
     for (title, who), r in results.items():
         out.append(f"| {title} | {who} | {r['rps']:,.0f} | {r['rps'] * r['rows']:,.0f} | {r['p50_ms']:.3f} | "
                    f"{r['p99_ms']:.3f} | {r['non_200']} |")
