@@ -37,6 +37,9 @@ impl ModelOutput {
 
 pub struct ModelPlan {
     plan: Arc<TypedRunnableModel>,
+    /// Run states kept between runs (one per thread running this plan at once), so a run allocates no
+    /// state of its own.
+    states: std::sync::Mutex<Vec<TypedSimpleState>>,
     columns: usize,
     kind: OutputKind,
     batch_invariant: bool,
@@ -56,7 +59,14 @@ impl ModelPlan {
     pub fn load(path: &Path, columns: usize, output: &str, kind: OutputKind) -> Result<ModelPlan, RuntimeError> {
         let fail = |message: String| RuntimeError::Load { path: path.display().to_string(), message };
         let plan = build(path, columns, output).map_err(|e| fail(format!("{e:#}").replace('\n', " ")))?;
-        let mut model = ModelPlan { plan, columns, kind, batch_invariant: false, cost_ns: (0.0, 0.0) };
+        let mut model = ModelPlan {
+            plan,
+            states: std::sync::Mutex::new(Vec::new()),
+            columns,
+            kind,
+            batch_invariant: false,
+            cost_ns: (0.0, 0.0),
+        };
         let warm = model.run(&vec![0.0; columns], 1).map_err(|e| fail(format!("warm-up run failed: {e}")))?;
         if let OutputKind::Probabilities { classes } = kind {
             if warm.width != classes {
@@ -149,7 +159,13 @@ impl ModelPlan {
     pub fn run(&self, input: &[f32], rows: usize) -> Result<ModelOutput, RuntimeError> {
         let fail = |e: anyhow::Error| RuntimeError::Inference(format!("{e:#}"));
         let tensor = Tensor::from_shape(&[rows, self.columns], input).map_err(fail)?;
-        let outputs = self.plan.run(tvec!(tensor.into())).map_err(fail)?;
+        let reused = self.states.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut state = match reused {
+            Some(state) => state,
+            None => self.plan.spawn().map_err(fail)?,
+        };
+        let outputs = state.run(tvec!(tensor.into())).map_err(fail)?;
+        self.states.lock().unwrap_or_else(|e| e.into_inner()).push(state);
         let output = outputs[0].cast_to::<f32>().map_err(fail)?;
         let values = output.try_as_plain_ram().map_err(fail)?.as_slice::<f32>().map_err(fail)?.to_vec();
         let width = values.len().checked_div(rows).unwrap_or(0);
