@@ -4,7 +4,7 @@ model files, side by side in one run on 127.0.0.1, with two ceilings measured in
 handler that parses the same body into a map (`examples/http_ceiling.rs`, the HTTP ceiling) and tract run
 in process at batch 64 (`examples/tract_ceiling.rs`, the batching ceiling).
 
-    python3 bench/compare.py [--seconds 5] [--rounds 3] [--write docs/performance.md]
+    python3 bench/compare.py [--seconds 5] [--rounds 3] [--write REPORT.md]
 
 What it does, in order (everything under bench/.work, which git ignores):
 1. `cargo build --release` of inferd and the two ceiling examples;
@@ -203,9 +203,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=5, help="per scenario, server and round")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--peer-dir", type=pathlib.Path, default=ROOT.parent / "shared" / "peers")
+    parser.add_argument("--peer-dir", type=pathlib.Path, default=ROOT.parent / "shared" / "peers",
+                        help="the peer's folder (fastapi_onnxruntime.py, make_models.py, requirements.txt)")
     parser.add_argument("--write", type=pathlib.Path, help="write the report (markdown) here")
     args = parser.parse_args()
+    if not (args.peer_dir / "fastapi_onnxruntime.py").is_file():
+        parser.error(f"no peer in {args.peer_dir}: give its folder with --peer-dir")
     setup = prepare(args)
     cores = os.cpu_count()
 
