@@ -190,7 +190,16 @@ fn profile(model: &ModelArgs, input: &std::path::Path, output: Option<&std::path
 
 fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
     let settings = Settings::load(config.as_deref())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // One executor thread per core (tokio's default, said here so it is one decision with the next). Blocking
+    // threads (parsing and answering large bodies, flushing at shutdown) are bounded by the cores rather
+    // than tokio's 512: on a small machine a flood of 4,096-record bodies then queues for a few threads
+    // instead of starting hundreds that would only take turns on two cores.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores)
+        .max_blocking_threads((4 * cores).max(8))
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let app = Application::build(settings).await?;
         app.run_until_stopped(shutdown_signal()).await

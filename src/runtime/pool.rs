@@ -5,8 +5,9 @@
 //! Who runs a batch: a request that finds no batch running for its version runs one itself (its own rows
 //! and whatever is queued), inline on its executor thread when the version's measured cost says the batch is
 //! cheap, which spares an idle server two thread hand-offs per request. Whatever queues while a batch runs
-//! is handed to an inference thread ([`InferencePool`]), which keeps taking batches until the queue is
-//! empty: under load the queue fills while a batch runs, so batches grow by themselves, with no timer. With
+//! is handed to an inference thread ([`InferencePool`]), which takes batches until the queue is empty, one
+//! per turn, versions taking turns: under load the queue fills while a batch runs, so batches grow by
+//! themselves, with no timer. With
 //! `max_delay_us` above zero every batch goes to an inference thread, which waits up to that long (from the
 //! oldest request's arrival) for the batch to fill.
 //!
@@ -152,6 +153,17 @@ impl Batcher {
         self.take(&mut queue, max_rows)
     }
 
+    /// After a batch: whether more jobs are queued, to be run on this runner's next turn; if none, the runner
+    /// slot is given up.
+    fn keep_turn(&self) -> bool {
+        let mut queue = self.lock();
+        if queue.jobs.is_empty() {
+            queue.runners -= 1;
+            return false;
+        }
+        true
+    }
+
     /// Whether a batch of `rows` is expected (from the costs measured at load) to take at most
     /// [`INLINE_BUDGET_NS`].
     fn cheap(&self, rows: usize) -> bool {
@@ -206,11 +218,15 @@ impl Batcher {
     }
 }
 
-/// Work for an inference thread: keep running `batcher`'s batches (starting with `first`) until its queue
-/// is empty.
+/// Work for an inference thread: run one of `batcher`'s batches (`first`, or the next one queued), then, if
+/// more are queued, go to the back of the line as a new `Drain` (sent on `again`). Versions take turns, so
+/// one busy model cannot starve another of inference threads.
 struct Drain {
     batcher: Arc<Batcher>,
     first: Option<Batch>,
+    /// The work channel itself. Only messages in flight hold it, so the channel still closes (and the threads
+    /// stop) once every clone of the pool is dropped and nothing is queued.
+    again: crossbeam_channel::Sender<Drain>,
 }
 
 /// The inference threads and the batching settings. Cheap to clone: every clone feeds the same threads.
@@ -245,16 +261,16 @@ impl InferencePool {
             std::thread::Builder::new()
                 .name(format!("inferd-infer-{i}"))
                 .spawn(move || {
-                    for Drain { batcher, mut first } in receiver {
-                        loop {
-                            let batch = match first.take() {
-                                Some(batch) => batch,
-                                None => match batcher.take_waiting(settings.max_batch_rows, settings.max_delay) {
-                                    Some(batch) => batch,
-                                    None => break,
-                                },
-                            };
-                            batcher.run(batch);
+                    for Drain { batcher, first, again } in receiver {
+                        let batch = match first {
+                            Some(batch) => Some(batch),
+                            None => batcher.take_waiting(settings.max_batch_rows, settings.max_delay),
+                        };
+                        let Some(batch) = batch else { continue }; // the queue was empty: the turn is given up
+                        batcher.run(batch);
+                        if batcher.keep_turn() {
+                            let next = Drain { batcher, first: None, again: again.clone() };
+                            let _ = again.send(next); // cannot fail: this thread holds a receiver
                         }
                     }
                 })
@@ -299,16 +315,15 @@ impl InferencePool {
                 None => return,
                 Some(batch) if batcher.cheap(batch.rows) => {
                     batcher.run(batch);
-                    let mut queue = batcher.lock();
-                    if queue.jobs.is_empty() {
-                        queue.runners -= 1;
+                    if !batcher.keep_turn() {
                         return;
                     }
                 }
                 Some(batch) => first = Some(batch),
             }
         }
-        if let Err(crossbeam_channel::SendError(drain)) = self.sender.send(Drain { batcher: batcher.clone(), first }) {
+        let drain = Drain { batcher: batcher.clone(), first, again: self.sender.clone() };
+        if let Err(crossbeam_channel::SendError(drain)) = self.sender.send(drain) {
             // No inference thread left (shutting down): answer what was taken, let the queue's callers time out.
             if let Some(batch) = drain.first {
                 batcher.run(batch);

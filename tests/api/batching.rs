@@ -103,3 +103,28 @@ async fn batches_that_wait_to_fill_answer_exactly_as_requests_alone() {
 async fn default_batching_answers_exactly_as_requests_alone() {
     batched_equals_alone(0).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_503_with_retry_after_at_once() {
+    // Batches wait up to 300 ms to fill: the first request sits in a queue of at most 4 rows meanwhile.
+    let app = spawn_app_with(|s| {
+        s.batching.queue_capacity = 4;
+        s.batching.max_delay_us = 300_000;
+    })
+    .await;
+    let one = json!({"instances": [crate::helpers::sample_input("breast_cancer")]});
+    let four = json!({"instances": vec![crate::helpers::sample_input("breast_cancer"); 4]});
+    let (first, (second, waited)) = tokio::join!(app.post_json("/predict", &one), async {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let started = std::time::Instant::now();
+        (app.post_json("/predict", &four).await, started.elapsed())
+    });
+    assert_eq!(first.status(), 200, "the queued request is answered when its batch runs");
+    assert_eq!(second.headers()["retry-after"], "1");
+    assert!(waited < std::time::Duration::from_millis(150), "refused at once, not after waiting: {waited:?}");
+    crate::helpers::assert_error(second, 503, "queue_full").await;
+    // An empty queue takes a request of any size: no request is refused forever.
+    let app2 = spawn_app_with(|s| s.batching.queue_capacity = 4).await;
+    let eight = json!({"instances": vec![crate::helpers::sample_input("breast_cancer"); 8]});
+    assert_eq!(app2.post_json("/predict", &eight).await.status(), 200);
+}
