@@ -3,7 +3,11 @@
 //! - `tract/{model}/{batch}`: the optimised plan at batch 1, 8, 32 and 64 (per call; criterion also reports
 //!   rows per second);
 //! - `request/{model}`: one `/predict` request of one record through the whole router in process (body
-//!   parsing, preprocessing, batching, inference, monitoring, JSON answer), no socket.
+//!   parsing, preprocessing, batching, inference, monitoring, JSON answer), no socket;
+//! - `monitoring/{rows}/{side}`: the same for a `/predict` request of 1 and 32 `breast_cancer` records, with
+//!   `[monitoring] enabled = false` ("off"), on ("on"), and on with the prediction log keeping 10% ("log10")
+//!   or every record ("log100"): what monitoring costs a request, side by side in one run. No socket, so the
+//!   share is larger than in a served request, whose kernel networking it does not include.
 //!
 //!     cargo bench --bench inference
 
@@ -68,37 +72,73 @@ fn tract(c: &mut Criterion) {
     }
 }
 
-fn request(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// An in-process router over the bundled models, `adjust`ed.
+fn router(runtime: &tokio::runtime::Runtime, adjust: impl FnOnce(&mut Settings)) -> axum::Router {
     let state = runtime.block_on(async {
         let mut settings = Settings::default();
         settings.server.port = 0;
         settings.models.repository = "models".into();
         settings.models.default = Some("breast_cancer".into());
+        adjust(&mut settings);
         Application::build(settings).await.expect("the server builds").state()
     });
-    let router = inferd::api::router(state);
+    inferd::api::router(state)
+}
+
+async fn post(router: &axum::Router, path: &str, body: &str) -> axum::body::Bytes {
+    let request = Request::post(path).header("content-type", "application/json").body(Body::from(body.to_owned()));
+    let response = router.clone().oneshot(request.unwrap()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.into_body().collect().await.unwrap().to_bytes()
+}
+
+fn request(c: &mut Criterion) {
+    let runtime = runtime();
+    let router = router(&runtime, |_| {});
     let mut group = c.benchmark_group("request");
     group.throughput(Throughput::Elements(1));
     for model in MODELS {
         let (_, records) = load(model);
         let body = format!("{{\"instances\": [{}]}}", records[0]);
-        group.bench_function(model, |b| {
-            b.iter(|| {
-                runtime.block_on(async {
-                    let request = Request::post(format!("/models/{model}/predict"))
-                        .header("content-type", "application/json")
-                        .body(Body::from(body.clone()))
-                        .unwrap();
-                    let response = router.clone().oneshot(request).await.unwrap();
-                    assert_eq!(response.status(), 200);
-                    black_box(response.into_body().collect().await.unwrap().to_bytes())
-                })
-            })
-        });
+        let path = format!("/models/{model}/predict");
+        group.bench_function(model, |b| b.iter(|| black_box(runtime.block_on(post(&router, &path, &body)))));
     }
     group.finish();
 }
 
-criterion_group!(benches, preprocess, tract, request);
+fn monitoring(c: &mut Criterion) {
+    let runtime = runtime();
+    let log_dir = tempfile::tempdir().unwrap();
+    let sides = [("off", false, 0.0), ("on", true, 0.0), ("log10", true, 0.1), ("log100", true, 1.0)];
+    let routers: Vec<_> = sides
+        .iter()
+        .map(|&(side, enabled, rate)| {
+            let router = router(&runtime, |s| {
+                s.monitoring.enabled = enabled;
+                if rate > 0.0 {
+                    s.monitoring.prediction_log.path = Some(log_dir.path().join(format!("{side}.jsonl")));
+                    s.monitoring.prediction_log.sample_rate = rate;
+                }
+            });
+            (side, router)
+        })
+        .collect();
+    let (_, records) = load("breast_cancer");
+    for rows in [1usize, 32] {
+        let instances: Vec<&str> = (0..rows).map(|r| records[r % records.len()].as_str()).collect();
+        let body = format!("{{\"instances\": [{}]}}", instances.join(","));
+        let mut group = c.benchmark_group(format!("monitoring/{rows}"));
+        group.throughput(Throughput::Elements(rows as u64));
+        for (side, router) in &routers {
+            group.bench_function(*side, |b| b.iter(|| black_box(runtime.block_on(post(router, "/predict", &body)))));
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, preprocess, tract, request, monitoring);
 criterion_main!(benches);

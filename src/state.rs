@@ -76,11 +76,6 @@ impl Shared {
         self.settings.monitoring.enabled
     }
 
-    /// Whether answered predictions go to the prediction log (which then wants each record's JSON text).
-    pub fn logs_predictions(&self) -> bool {
-        self.monitoring() && self.prediction_log.is_some()
-    }
-
     /// Ready: every configured model loaded and warmed up, and not shutting down.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire) && !self.is_draining()

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -128,16 +128,12 @@ async fn answer(
     let max_instances = limits.max_instances;
     let large = bytes.len() > INLINE_BODY_BYTES;
     let parse_model = model.clone();
-    // The prediction log samples records while the body is parsed: only theirs are read twice.
-    let log = state.logs_predictions().then(|| state.clone());
-    let parse = move || -> Result<(PredictRequest, Vec<f32>, Bytes), ApiError> {
-        let mut sample =
-            || log.as_ref().and_then(|state| state.prediction_log.as_ref()).is_some_and(|log| log.sample());
-        let request = PredictRequest::parse(&bytes, &parse_model.pipeline, max_instances, &mut sample)?;
+    let parse = move || -> Result<(PredictRequest, Vec<f32>), ApiError> {
+        let request = PredictRequest::parse(&bytes, &parse_model.pipeline, max_instances)?;
         let input = parse_model.pipeline.transform(&request.batch)?;
-        Ok((request, input, bytes))
+        Ok((request, input))
     };
-    let (mut request, input, bytes) = if large { off_executor(parse).await? } else { parse()? };
+    let (mut request, input) = if large { off_executor(parse).await? } else { parse()? };
     let served = serve::run(state, model, &request.batch, input, request.ids.take()).await?;
 
     let rows = request.batch.len();
@@ -159,7 +155,7 @@ async fn answer(
     let (body, served) = if rows > INLINE_ROWS { off_executor(render).await? } else { render()? };
     let mut response = (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response();
     let total = serve::timing_headers(&mut response, &served.timing, started);
-    serve::log(state, model, served, &request.batch, &bytes, Some(&request.texts), total);
+    serve::log(state, model, served, &request.batch, total);
     Ok(response)
 }
 

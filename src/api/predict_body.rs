@@ -1,44 +1,30 @@
 //! The `/predict` body, `{"instances": [...], "ids": [...]}`, read in one pass straight into raw records, with
-//! no JSON tree built. Each instance is read once, where it lies in the body, except those the prediction log
-//! samples: they are first taken as their text (borrowed from the body, the byte range kept for the log) and
-//! then handed to [`Pipeline::parse_instance_json`], which reads them a second time.
+//! no JSON tree built: each instance is read once, where it lies in the body.
 //!
 //! Shape errors are 422, value errors 400. A body that is not valid JSON (or holds a number beyond `f64`) is
 //! parsed again by [`parse_json`] on the way out, only to name the path of the fault.
 
 use std::fmt;
-use std::ops::Range;
 use std::sync::Arc;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue as JsonText;
 
 use super::body::{parse_json, unknown_key};
 use super::error::ApiError;
-use crate::preprocess::{fail, refuse_json_types, InstanceError, InstanceSeed, KeySeed, Pipeline, RecordBatch};
+use crate::preprocess::{fail, refuse_json_types, InstanceSeed, KeySeed, Pipeline, RecordBatch};
 
-/// A checked `/predict` body: raw records, the client's ids (one per record) if it sent any, and where the
-/// text of each record the prediction log sampled lies in the body.
+/// A checked `/predict` body: raw records, and the client's ids (one per record) if it sent any.
 #[derive(Debug)]
 pub struct PredictRequest {
     pub batch: RecordBatch,
     pub ids: Option<Vec<Arc<str>>>,
-    /// (record, byte range) of each sampled record, in record order.
-    pub texts: Vec<(u32, Range<usize>)>,
 }
 
 impl PredictRequest {
-    /// `sample` is asked once per record whether to keep its text (for the prediction log).
-    pub fn parse(
-        body: &[u8],
-        pipeline: &Pipeline,
-        max_instances: usize,
-        sample: &mut dyn FnMut() -> bool,
-    ) -> Result<PredictRequest, ApiError> {
+    pub fn parse(body: &[u8], pipeline: &Pipeline, max_instances: usize) -> Result<PredictRequest, ApiError> {
         let mut refused = None;
-        let base = body.as_ptr() as usize;
         let mut deserializer = serde_json::Deserializer::from_slice(body);
-        let visitor = BodyVisitor { base, pipeline, max_instances, sample, refused: &mut refused };
+        let visitor = BodyVisitor { pipeline, max_instances, refused: &mut refused };
         let result = deserializer.deserialize_any(visitor).and_then(|request| deserializer.end().map(|()| request));
         result.map_err(|error| match refused {
             Some(refusal) => refusal,
@@ -55,11 +41,8 @@ fn shape(field: &str, message: String) -> ApiError {
 }
 
 struct BodyVisitor<'a> {
-    /// Address of the body's first byte: instance text offsets are taken against it.
-    base: usize,
     pipeline: &'a Pipeline,
     max_instances: usize,
-    sample: &'a mut dyn FnMut() -> bool,
     refused: &'a mut Option<ApiError>,
 }
 
@@ -79,14 +62,13 @@ impl<'de> Visitor<'de> for BodyVisitor<'_> {
     refuse_json_types!(bool, number, string, null, array);
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PredictRequest, A::Error> {
-        let BodyVisitor { base, pipeline, max_instances, sample, refused } = self;
+        let BodyVisitor { pipeline, max_instances, refused } = self;
         let mut instances: Option<Instances> = None;
         let mut ids: Option<Vec<Arc<str>>> = None;
         while let Some(key) = map.next_key_seed(KeySeed)? {
             match key.as_ref() {
                 "instances" if instances.is_none() => {
-                    let seed =
-                        InstancesSeed { base, pipeline, max_instances, sample: &mut *sample, refused: &mut *refused };
+                    let seed = InstancesSeed { pipeline, max_instances, refused: &mut *refused };
                     instances = Some(map.next_value_seed(seed)?);
                 }
                 "ids" if ids.is_none() => ids = map.next_value_seed(IdsSeed { refused: &mut *refused })?,
@@ -97,7 +79,7 @@ impl<'de> Visitor<'de> for BodyVisitor<'_> {
                 }
             }
         }
-        let Some(Instances { batch, texts, count }) = instances else {
+        let Some(Instances { batch, count }) = instances else {
             return fail(refused, shape("instances", "\"instances\" is required".into()));
         };
         if count == 0 {
@@ -111,22 +93,19 @@ impl<'de> Visitor<'de> for BodyVisitor<'_> {
             let message = format!("expected {count} ids (one per instance), got {}", ids.len());
             return fail(refused, shape("ids", message));
         }
-        Ok(PredictRequest { batch, ids, texts })
+        Ok(PredictRequest { batch, ids })
     }
 }
 
 struct Instances {
     batch: RecordBatch,
-    texts: Vec<(u32, Range<usize>)>,
     /// Instances in the body: past `max_instances` they are counted, not parsed.
     count: usize,
 }
 
 struct InstancesSeed<'a> {
-    base: usize,
     pipeline: &'a Pipeline,
     max_instances: usize,
-    sample: &'a mut dyn FnMut() -> bool,
     refused: &'a mut Option<ApiError>,
 }
 
@@ -154,42 +133,28 @@ impl<'de> Visitor<'de> for InstancesSeed<'_> {
     refuse_json_types!(bool, number, string, null, object);
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Instances, A::Error> {
-        let InstancesSeed { base, pipeline, max_instances, sample, refused } = self;
+        let InstancesSeed { pipeline, max_instances, refused } = self;
         let mut batch = RecordBatch::new(pipeline.features().len());
-        let mut texts = Vec::new();
         let mut count = 0;
         while count < max_instances {
             let path = || format!("instances[{count}]");
-            if sample() {
-                let Some(text) = items.next_element::<&JsonText>()? else { break };
-                let text = text.get();
-                match pipeline.parse_instance_json(text, &path, &mut batch) {
-                    Ok(()) => {}
-                    Err(InstanceError::Record(error)) => return fail(refused, error.into()),
-                    // A number beyond f64: the body is parsed again to name it.
-                    Err(InstanceError::Json(error)) => return Err(de::Error::custom(error)),
-                }
-                let start = text.as_ptr() as usize - base;
-                texts.push((count as u32, start..start + text.len()));
-            } else {
-                let mut record_refused = None;
-                let seed = InstanceSeed { pipeline, path: &path, batch: &mut batch, refused: &mut record_refused };
-                match items.next_element_seed(seed) {
-                    Ok(Some(())) => {}
-                    Ok(None) => break,
-                    Err(error) => match record_refused {
-                        Some(record) => return fail(refused, record.into()),
-                        // Not JSON, or a number beyond f64: the body is parsed again to name it.
-                        None => return Err(error),
-                    },
-                }
+            let mut record_refused = None;
+            let seed = InstanceSeed { pipeline, path: &path, batch: &mut batch, refused: &mut record_refused };
+            match items.next_element_seed(seed) {
+                Ok(Some(())) => {}
+                Ok(None) => break,
+                Err(error) => match record_refused {
+                    Some(record) => return fail(refused, record.into()),
+                    // Not JSON, or a number beyond f64: the body is parsed again to name it.
+                    None => return Err(error),
+                },
             }
             count += 1;
         }
         while items.next_element::<IgnoredAny>()?.is_some() {
             count += 1;
         }
-        Ok(Instances { batch, texts, count })
+        Ok(Instances { batch, count })
     }
 }
 

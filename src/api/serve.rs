@@ -91,25 +91,13 @@ pub fn timing_headers(response: &mut Response, timing: &InferenceTiming, started
     total
 }
 
-/// Hands an answered batch to the prediction log (when monitoring and the log are on). `body` and `texts`:
-/// the request body, and the records sampled while it was parsed with where their JSON text lies in it
-/// (`None` where the protocol samples nothing up front).
-pub fn log(
-    state: &AppState,
-    model: &Arc<ModelVersion>,
-    served: Served,
-    batch: &RecordBatch,
-    body: &[u8],
-    texts: Option<&[(u32, std::ops::Range<usize>)]>,
-    total: Duration,
-) {
+/// Hands an answered batch to the prediction log (when monitoring and the log are on).
+pub fn log(state: &AppState, model: &Arc<ModelVersion>, served: Served, batch: &RecordBatch, total: Duration) {
     if let (true, Some(log)) = (state.monitoring(), &state.prediction_log) {
         log.submit(Answered {
             model,
             ids: served.ids,
             batch,
-            body,
-            texts,
             output: &served.output,
             fallback: served.fallback,
             time: SystemTime::now(),

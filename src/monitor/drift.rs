@@ -8,8 +8,12 @@
 //! - **PSI** = Σᵢ (aᵢ − eᵢ)·ln(aᵢ/eᵢ) over every bin and the missing bin, shares floored at 1e-4.
 //! - **JS** = scipy's `jensenshannon(a, e)` (natural log) on the same shares, not floored.
 //!
-//! An observation costs one ring slot and one counter: the window's per-bin counts are taken from the ring
-//! when a scrape reads PSI (one pass over `window` slots, every 15 s or so), not kept up per observation.
+//! The windows of one model version's variables (its features and its prediction) share one ring, slot-major:
+//! a record's observations are written side by side, a cache line or two per record rather than one per
+//! feature, which matters when requests on several cores feed the same windows. An observation costs its ring
+//! slot and nothing else: the window's per-bin counts are taken from the ring when a scrape reads PSI (one
+//! pass over the ring, every 15 s or so), and the all-time totals (`inferd_feature_bin_total`) are folded in
+//! from the ring once per lap, when it wraps, plus the current lap's slots at the scrape.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,14 +31,22 @@ const PSI_FLOOR: f64 = 1e-4;
 /// Maps raw values to the bins of a reference profile.
 #[derive(Debug, Clone)]
 pub enum Binner {
-    Number { edges: Vec<f64> },
-    Category { index: HashMap<Arc<str>, usize, foldhash::fast::RandomState>, count: usize },
+    /// `padded`: the edges in groups of four, the last group filled with +∞ (below no value), so counting
+    /// them is a fixed-width loop the compiler vectorises.
+    Number {
+        edges: Vec<f64>,
+        padded: Vec<[f64; 4]>,
+    },
+    Category {
+        index: HashMap<Arc<str>, usize, foldhash::fast::RandomState>,
+        count: usize,
+    },
 }
 
 impl Binner {
     pub fn new(profile: &Profile) -> Binner {
         match profile {
-            Profile::Number { edges, .. } => Binner::Number { edges: edges.clone() },
+            Profile::Number { edges, .. } => Binner::number(edges.clone()),
             Profile::Category { categories, .. } => Binner::Category {
                 index: categories.iter().enumerate().map(|(i, c)| (Arc::from(c.as_str()), i)).collect(),
                 count: categories.len(),
@@ -42,10 +54,19 @@ impl Binner {
         }
     }
 
+    /// A binner over sorted `edges`.
+    pub fn number(edges: Vec<f64>) -> Binner {
+        let padded = edges
+            .chunks(4)
+            .map(|group| std::array::from_fn(|k| group.get(k).copied().unwrap_or(f64::INFINITY)))
+            .collect();
+        Binner::Number { edges, padded }
+    }
+
     /// Bins including the missing bin (the last one).
     pub fn bins(&self) -> usize {
         match self {
-            Binner::Number { edges } => edges.len() + 2,
+            Binner::Number { edges, .. } => edges.len() + 2,
             Binner::Category { count, .. } => count + 2,
         }
     }
@@ -54,13 +75,14 @@ impl Binner {
         self.bins() - 1
     }
 
+    #[inline(always)]
     pub fn bin(&self, value: &RawValue) -> usize {
         match (self, value) {
             (_, RawValue::Missing) => self.missing_bin(),
-            (Binner::Number { edges }, RawValue::Number(x)) => count_below(edges, *x),
+            (Binner::Number { padded, .. }, RawValue::Number(x)) => count_below(padded, *x),
             (Binner::Category { index, count }, RawValue::Category(c)) => index.get(c).copied().unwrap_or(*count),
             // A value of the other kind cannot pass request validation; count it as "other" / last bin.
-            (Binner::Number { edges }, RawValue::Category(_)) => edges.len(),
+            (Binner::Number { edges, .. }, RawValue::Category(_)) => edges.len(),
             (Binner::Category { count, .. }, RawValue::Number(_)) => *count,
         }
     }
@@ -69,7 +91,7 @@ impl Binner {
     /// `__other__` for unseen categories, `__missing__` last.
     pub fn bin_labels(&self) -> Vec<String> {
         let mut labels: Vec<String> = match self {
-            Binner::Number { edges } => (0..=edges.len()).map(|i| i.to_string()).collect(),
+            Binner::Number { edges, .. } => (0..=edges.len()).map(|i| i.to_string()).collect(),
             Binner::Category { index, count } => {
                 let mut names = vec![String::new(); *count];
                 for (name, i) in index {
@@ -83,36 +105,18 @@ impl Binner {
         labels
     }
 
-    /// Bins each of `values` (one feature's values, record after record) into `window`. The binner's kind is
-    /// matched once per column rather than once per value, so the loop over numbers is a tight one.
-    pub fn observe_column<'v>(&self, values: impl Iterator<Item = &'v RawValue>, window: &mut DriftWindow) {
-        let missing = self.missing_bin();
-        match self {
-            Binner::Number { edges } => {
-                for value in values {
-                    window.observe(match value {
-                        RawValue::Number(x) => count_below(edges, *x),
-                        RawValue::Missing => missing,
-                        RawValue::Category(_) => edges.len(),
-                    });
-                }
-            }
-            Binner::Category { .. } => values.for_each(|value| window.observe(self.bin(value))),
-        }
-    }
-
     /// The bin of a category given by name (the predicted label).
     pub fn bin_category(&self, label: &str) -> usize {
         match self {
             Binner::Category { index, count } => index.get(label).copied().unwrap_or(*count),
-            Binner::Number { edges } => edges.len(),
+            Binner::Number { edges, .. } => edges.len(),
         }
     }
 
     /// The bin of a number (a predicted value).
     pub fn bin_number(&self, x: f64) -> usize {
         match self {
-            Binner::Number { edges } => count_below(edges, x),
+            Binner::Number { padded, .. } => count_below(padded, x),
             Binner::Category { count, .. } => *count,
         }
     }
@@ -120,9 +124,9 @@ impl Binner {
 
 /// The number of edges below `x`: numpy's `searchsorted(edges, x, side="left")` for sorted edges. A
 /// branch-free count over the (about ten) edges beats a binary search, whose branches a CPU cannot predict.
-#[inline]
-fn count_below(edges: &[f64], x: f64) -> usize {
-    edges.iter().map(|e| usize::from(*e < x)).sum()
+#[inline(always)]
+fn count_below(padded: &[[f64; 4]], x: f64) -> usize {
+    padded.iter().map(|group| group.iter().map(|e| usize::from(*e < x)).sum::<usize>()).sum()
 }
 
 /// The reference shares of a profile, in bin order with the missing share last.
@@ -133,62 +137,101 @@ pub fn reference_shares(profile: &Profile) -> Vec<f64> {
     ratios.iter().copied().chain([missing]).collect()
 }
 
-/// The last `capacity` bins observed, and every observation ever made per bin.
+/// The last `capacity` observations of several variables observed together, and every observation ever made
+/// per variable and bin.
 #[derive(Debug, Clone)]
-pub struct DriftWindow {
+pub struct DriftWindows {
+    variables: usize,
+    capacity: usize,
+    /// `capacity` slots of `variables` bins each.
     ring: Vec<u32>,
     /// Next slot to write; the ring is full once `len == capacity`.
     next: usize,
     len: usize,
-    /// Every observation ever made, per bin (`inferd_feature_bin_total`).
-    totals: Vec<u64>,
-    reference: Vec<f64>,
+    /// Where each variable's bins start in `folded` and `references` (one more entry: the end).
+    offsets: Vec<usize>,
+    /// Observations of the ring's finished laps, per variable and bin.
+    folded: Vec<u64>,
+    /// The reference share per variable and bin.
+    references: Vec<f64>,
 }
 
-impl DriftWindow {
-    /// A window of `capacity` observations over bins whose reference shares are `reference`.
-    pub fn new(capacity: usize, reference: Vec<f64>) -> DriftWindow {
-        let bins = reference.len();
-        DriftWindow { ring: vec![0; capacity.max(1)], next: 0, len: 0, totals: vec![0; bins], reference }
+impl DriftWindows {
+    /// Windows of `capacity` observations over variables whose reference shares per bin are `references`.
+    pub fn new(capacity: usize, references: Vec<Vec<f64>>) -> DriftWindows {
+        let capacity = capacity.max(1);
+        let mut offsets = vec![0];
+        for shares in &references {
+            offsets.push(offsets.last().copied().unwrap_or(0) + shares.len().max(1));
+        }
+        let bins = offsets.last().copied().unwrap_or(0);
+        let references: Vec<f64> =
+            references.into_iter().flat_map(|shares| if shares.is_empty() { vec![0.0] } else { shares }).collect();
+        DriftWindows {
+            variables: offsets.len() - 1,
+            capacity,
+            ring: vec![0; capacity * (offsets.len() - 1)],
+            next: 0,
+            len: 0,
+            offsets,
+            folded: vec![0; bins],
+            references,
+        }
     }
 
-    /// Called for every monitored value of every prediction: inlined into the binning loops.
-    #[inline(always)]
-    pub fn observe(&mut self, bin: usize) {
-        let bin = bin.min(self.totals.len() - 1);
-        self.ring[self.next] = bin as u32;
-        self.totals[bin] += 1;
+    /// Records one observation of every variable: `fill` writes variable `v`'s bin into `slot[v]` (a bin
+    /// past the variable's last counts as its last, the missing bin).
+    #[inline]
+    pub fn observe(&mut self, fill: impl FnOnce(&mut [u32])) {
+        let start = self.next * self.variables;
+        let slot = &mut self.ring[start..start + self.variables];
+        fill(slot);
+        for (v, bin) in slot.iter_mut().enumerate() {
+            *bin = (*bin).min((self.offsets[v + 1] - self.offsets[v] - 1) as u32);
+        }
         self.next += 1;
-        if self.next == self.ring.len() {
+        self.len = (self.len + 1).min(self.capacity);
+        if self.next == self.capacity {
+            self.fold(self.capacity);
             self.next = 0;
         }
-        if self.len < self.ring.len() {
-            self.len += 1;
+    }
+
+    /// Adds the first `slots` slots of the ring to `totals` (per variable and bin, offset like `folded`).
+    fn count_into(&self, slots: usize, totals: &mut [u64]) {
+        for slot in self.ring[..slots * self.variables].chunks_exact(self.variables) {
+            for (v, bin) in slot.iter().enumerate() {
+                totals[self.offsets[v] + *bin as usize] += 1;
+            }
         }
     }
 
-    /// Observations per bin in the window, counted from the ring (at scrape time, not per observation).
-    fn counts(&self) -> Vec<u64> {
-        let mut counts = vec![0u64; self.totals.len()];
+    /// Folds a finished lap into the totals: once per `capacity` observations, a pass over the ring.
+    fn fold(&mut self, slots: usize) {
+        let mut folded = std::mem::take(&mut self.folded);
+        self.count_into(slots, &mut folded);
+        self.folded = folded;
+    }
+
+    /// Observations of variable `v` per bin in the window (at scrape time, not per observation).
+    fn counts(&self, v: usize) -> Vec<u64> {
+        let (start, end) = (self.offsets[v], self.offsets[v + 1]);
+        let mut counts = vec![0u64; end - start];
         // Until the ring first wraps, its observations are the first `len` slots.
-        for bin in &self.ring[..self.len] {
-            counts[*bin as usize] += 1;
+        for slot in self.ring[..self.len * self.variables].chunks_exact(self.variables) {
+            counts[slot[v] as usize] += 1;
         }
         counts
     }
 
+    /// Variables observed together (one slot each per observation).
+    pub fn variables(&self) -> usize {
+        self.variables
+    }
+
+    /// Observations in the window (the same for every variable).
     pub fn len(&self) -> usize {
         self.len
-    }
-
-    /// Observations ever made, per bin.
-    pub fn totals(&self) -> &[u64] {
-        &self.totals
-    }
-
-    /// The reference share per bin.
-    pub fn reference(&self) -> &[f64] {
-        &self.reference
     }
 
     pub fn is_empty(&self) -> bool {
@@ -196,39 +239,55 @@ impl DriftWindow {
     }
 
     pub fn is_full(&self) -> bool {
-        self.len == self.ring.len()
+        self.len == self.capacity
     }
 
-    /// The window's share per bin (None while empty).
-    pub fn shares(&self) -> Option<Vec<f64>> {
-        (self.len > 0).then(|| self.counts().iter().map(|c| *c as f64 / self.len as f64).collect())
+    /// Observations of variable `v` ever made, per bin: the finished laps and the current one.
+    pub fn totals(&self, v: usize) -> Vec<u64> {
+        let (start, end) = (self.offsets[v], self.offsets[v + 1]);
+        let mut totals = self.folded[start..end].to_vec();
+        for slot in self.ring[..self.next * self.variables].chunks_exact(self.variables) {
+            totals[slot[v] as usize] += 1;
+        }
+        totals
     }
 
-    /// Population stability index against the reference (None while empty).
-    pub fn psi(&self) -> Option<f64> {
-        Some(psi(&self.shares()?, &self.reference))
+    /// The reference share of variable `v` per bin.
+    pub fn reference(&self, v: usize) -> &[f64] {
+        &self.references[self.offsets[v]..self.offsets[v + 1]]
     }
 
-    /// Jensen–Shannon distance against the reference (None while empty).
-    pub fn js(&self) -> Option<f64> {
-        Some(jensen_shannon(&self.shares()?, &self.reference))
+    /// Variable `v`'s share per bin in the window (None while empty).
+    pub fn shares(&self, v: usize) -> Option<Vec<f64>> {
+        (self.len > 0).then(|| self.counts(v).iter().map(|c| *c as f64 / self.len as f64).collect())
+    }
+
+    /// Population stability index of variable `v` against its reference (None while empty).
+    pub fn psi(&self, v: usize) -> Option<f64> {
+        Some(psi(&self.shares(v)?, self.reference(v)))
+    }
+
+    /// Jensen–Shannon distance of variable `v` against its reference (None while empty).
+    pub fn js(&self, v: usize) -> Option<f64> {
+        Some(jensen_shannon(&self.shares(v)?, self.reference(v)))
     }
 
     /// 0 ok, 1 warning, 2 critical; 0 until the window first fills.
-    pub fn level(&self, warning: f64, critical: f64) -> u8 {
-        self.reading(warning, critical).2
+    pub fn level(&self, v: usize, warning: f64, critical: f64) -> u8 {
+        self.reading(v, warning, critical).2
     }
 
-    /// PSI, JS and level from one count of the window (what a scrape reads).
-    pub fn reading(&self, warning: f64, critical: f64) -> (Option<f64>, Option<f64>, u8) {
-        let Some(shares) = self.shares() else { return (None, None, 0) };
-        let psi = psi(&shares, &self.reference);
+    /// PSI, JS and level of variable `v` from one count of the window (what a scrape reads).
+    pub fn reading(&self, v: usize, warning: f64, critical: f64) -> (Option<f64>, Option<f64>, u8) {
+        let Some(shares) = self.shares(v) else { return (None, None, 0) };
+        let reference = self.reference(v);
+        let psi = psi(&shares, reference);
         let level = match psi {
             psi if self.is_full() && psi >= critical => 2,
             psi if self.is_full() && psi >= warning => 1,
             _ => 0,
         };
-        (Some(psi), Some(jensen_shannon(&shares, &self.reference)), level)
+        (Some(psi), Some(jensen_shannon(&shares, reference)), level)
     }
 }
 
@@ -268,7 +327,7 @@ mod tests {
 
     #[test]
     fn numbers_bin_like_searchsorted_left() {
-        let binner = Binner::Number { edges: vec![1.0, 2.0, 3.0] };
+        let binner = Binner::number(vec![1.0, 2.0, 3.0]);
         let bins: Vec<usize> =
             [0.5, 1.0, 1.5, 2.0, 3.0, 3.5].iter().map(|x| binner.bin(&RawValue::Number(*x))).collect();
         assert_eq!(bins, [0, 0, 1, 1, 2, 3]);
@@ -286,31 +345,55 @@ mod tests {
         assert_eq!(binner.bin(&RawValue::Missing), 3);
         assert_eq!(reference_shares(&profile), [0.5, 0.5, 0.0, 0.0]);
         assert_eq!(binner.bin_labels(), ["a", "b", "__other__", "__missing__"]);
-        assert_eq!(Binner::Number { edges: vec![1.0] }.bin_labels(), ["0", "1", "__missing__"]);
+        assert_eq!(Binner::number(vec![1.0]).bin_labels(), ["0", "1", "__missing__"]);
+    }
+
+    fn one(capacity: usize) -> DriftWindows {
+        DriftWindows::new(capacity, vec![vec![0.5, 0.5]])
     }
 
     #[test]
     fn the_window_forgets_its_oldest_observation() {
-        let mut window = DriftWindow::new(3, vec![0.5, 0.5]);
+        let mut window = one(3);
         for bin in [0, 0, 0, 1, 1] {
-            window.observe(bin);
+            window.observe(|slot| slot[0] = bin);
         }
         assert!(window.is_full());
-        assert_eq!(window.shares().unwrap(), [1.0 / 3.0, 2.0 / 3.0]);
-        assert_eq!(window.totals(), [3, 2]);
+        assert_eq!(window.shares(0).unwrap(), [1.0 / 3.0, 2.0 / 3.0]);
+        assert_eq!(window.totals(0), [3, 2]);
+    }
+
+    #[test]
+    fn variables_keep_their_own_bins_and_totals_across_laps() {
+        let mut windows = DriftWindows::new(4, vec![vec![0.5, 0.5], vec![0.2, 0.3, 0.5]]);
+        let mut want = [vec![0u64; 2], vec![0u64; 3]];
+        for k in 0..11u32 {
+            // Variable 1 is given a bin past its last: it counts as its last (missing) bin.
+            let bins = [k % 2, if k == 7 { 9 } else { k % 3 }];
+            windows.observe(|slot| slot.copy_from_slice(&bins));
+            want[0][bins[0] as usize] += 1;
+            want[1][(bins[1] as usize).min(2)] += 1;
+            assert_eq!(windows.totals(0), want[0], "after {} observations", k + 1);
+            assert_eq!(windows.totals(1), want[1], "after {} observations", k + 1);
+        }
+        assert_eq!(windows.len(), 4);
+        // The last four: k = 7, 8, 9, 10.
+        assert_eq!(windows.shares(0).unwrap(), [0.5, 0.5]);
+        assert_eq!(windows.shares(1).unwrap(), [0.25, 0.25, 0.5]);
+        assert_eq!(windows.reference(1), [0.2, 0.3, 0.5]);
     }
 
     #[test]
     fn levels_wait_for_a_full_window() {
-        let mut window = DriftWindow::new(4, vec![0.5, 0.5]);
+        let mut window = one(4);
         for _ in 0..3 {
-            window.observe(0);
+            window.observe(|slot| slot[0] = 0);
         }
-        assert!(window.psi().unwrap() > 0.25);
-        assert_eq!(window.level(0.1, 0.25), 0);
-        window.observe(0);
-        assert_eq!(window.level(0.1, 0.25), 2);
-        assert!(DriftWindow::new(4, vec![0.5, 0.5]).psi().is_none());
+        assert!(window.psi(0).unwrap() > 0.25);
+        assert_eq!(window.level(0, 0.1, 0.25), 0);
+        window.observe(|slot| slot[0] = 0);
+        assert_eq!(window.level(0, 0.1, 0.25), 2);
+        assert!(one(4).psi(0).is_none());
     }
 
     #[test]

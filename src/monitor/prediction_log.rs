@@ -1,16 +1,14 @@
 //! The prediction log (DESIGN §7): one JSON line per answered prediction — id, time, model, version, raw
 //! input, output, latency — sampled at `sample_rate`, rotated by size, written by one dedicated thread.
 //!
-//! The request path samples rows (`/predict` while it parses the body, so that only sampled records are read
-//! twice), copies the sampled records' JSON text out of the request body (a positional record, or one from
-//! another protocol, is written by feature name there), and moves that into a bounded channel: no I/O, no
-//! waiting; the writer renders the rest of each line. When the channel is full the request's records are dropped and counted, never blocking an
-//! answer. On shutdown [`PredictionLog::close`] queues a close mark behind every accepted request and waits
-//! for the writer to reach it, flush and sync: nothing accepted before the close is lost.
+//! The request path samples rows and copies the sampled records' raw values and output rows into a bounded
+//! channel: no I/O, no formatting, no waiting; the writer renders each line (features by name, in manifest
+//! order). When the channel is full the request's records are dropped and counted, never blocking an answer.
+//! On shutdown [`PredictionLog::close`] queues a close mark behind every accepted request and waits for the
+//! writer to reach it, flush and sync: nothing accepted before the close is lost.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,10 +30,6 @@ pub struct Answered<'a> {
     pub model: &'a Arc<ModelVersion>,
     pub ids: Vec<Arc<str>>,
     pub batch: &'a RecordBatch,
-    /// The request body, and for a `/predict` body the records sampled while it was parsed with where
-    /// their text lies in it (`None`: sample here): named records are logged as sent.
-    pub body: &'a [u8],
-    pub texts: Option<&'a [(u32, Range<usize>)]>,
     pub output: &'a ModelOutput,
     /// Whether low-confidence labels were replaced by the fallback label.
     pub fallback: bool,
@@ -43,15 +37,16 @@ pub struct Answered<'a> {
     pub latency_us: u64,
 }
 
-/// The sampled predictions of one request, reduced on the request thread to what their lines need: the
-/// request's own (much larger) buffers are freed by the thread that allocated them.
+/// The sampled predictions of one request, reduced on the request thread to what their lines need (the raw
+/// values and output rows of the sampled records, copied): the request's own buffers are freed by the thread
+/// that allocated them, and the writer does the formatting.
 struct LoggedRequest {
     model: Arc<ModelVersion>,
     ids: Vec<Arc<str>>,
-    /// Each record's `"feature":value,…}` (the text after its opening brace), one after the other.
-    inputs: Vec<u8>,
-    input_ends: Vec<usize>,
-    /// The model's output rows of the sampled records.
+    /// The sampled records' raw values, `features` per record.
+    inputs: Vec<RawValue>,
+    features: usize,
+    /// The model's output rows of the sampled records, `width` per record.
     outputs: Vec<f32>,
     width: usize,
     fallback: bool,
@@ -60,59 +55,36 @@ struct LoggedRequest {
 }
 
 impl LoggedRequest {
-    /// `rows`: the sampled records with their text where known (`None`: every record, text unknown).
-    fn new(answered: Answered<'_>, rows: Option<Vec<(u32, Option<Range<usize>>)>>) -> LoggedRequest {
-        let Answered { model, mut ids, batch, body, output, fallback, time, latency_us, .. } = answered;
-        let with_text = rows.as_ref().is_some_and(|rows| rows.iter().any(|(_, text)| text.is_some()));
-        let per_record = if with_text { body.len() / batch.len().max(1) + 1 } else { 64 * batch.width };
-        if let Some(rows) = &rows {
-            ids = rows.iter().map(|&(r, _)| ids[r as usize].clone()).collect();
-        }
-        let rows: Box<dyn Iterator<Item = (usize, Option<Range<usize>>)>> = match rows {
-            Some(rows) => Box::new(rows.into_iter().map(|(r, text)| (r as usize, text))),
-            None => Box::new((0..ids.len()).map(|r| (r, None))),
+    /// `rows`: the sampled records (`None`: every record).
+    fn new(answered: Answered<'_>, rows: Option<Vec<u32>>) -> LoggedRequest {
+        let Answered { model, ids, batch, output, fallback, time, latency_us } = answered;
+        let (ids, inputs, outputs) = match rows {
+            None => (ids, batch.values.clone(), output.values[..batch.len() * output.width].to_vec()),
+            Some(rows) => {
+                let mut inputs = Vec::with_capacity(rows.len() * batch.width);
+                let mut outputs = Vec::with_capacity(rows.len() * output.width);
+                for &r in &rows {
+                    inputs.extend_from_slice(batch.record(r as usize));
+                    outputs.extend_from_slice(output.row(r as usize));
+                }
+                (rows.iter().map(|&r| ids[r as usize].clone()).collect(), inputs, outputs)
+            }
         };
-        let mut logged = LoggedRequest {
+        LoggedRequest {
             model: model.clone(),
-            inputs: Vec::with_capacity(per_record * ids.len()),
-            input_ends: Vec::with_capacity(ids.len()),
-            outputs: Vec::with_capacity(ids.len() * output.width),
             ids,
+            inputs,
+            features: batch.width,
+            outputs,
             width: output.width,
             fallback,
             time,
             latency_us,
-        };
-        let template = &model.monitor.log_template;
-        for (r, text) in rows {
-            match text.map(|span| &body[span]) {
-                // An object of named features: its text as sent, less any line breaks (whitespace in JSON).
-                Some(text) if text.first() == Some(&b'{') => {
-                    let start = logged.inputs.len();
-                    logged.inputs.extend_from_slice(&text[1..]);
-                    if memchr::memchr2(b'\n', b'\r', &text[1..]).is_some() {
-                        for byte in &mut logged.inputs[start..] {
-                            if *byte == b'\n' || *byte == b'\r' {
-                                *byte = b' ';
-                            }
-                        }
-                    }
-                }
-                // Values in feature order: named here, so every line reads the same way.
-                _ => {
-                    render_record(&mut logged.inputs, template, batch.record(r));
-                    logged.inputs.push(b'}');
-                }
-            }
-            logged.input_ends.push(logged.inputs.len());
-            logged.outputs.extend_from_slice(output.row(r));
         }
-        logged
     }
 
-    fn input(&self, k: usize) -> &[u8] {
-        let start = if k == 0 { 0 } else { self.input_ends[k - 1] };
-        &self.inputs[start..self.input_ends[k]]
+    fn input(&self, k: usize) -> &[RawValue] {
+        &self.inputs[k * self.features..(k + 1) * self.features]
     }
 }
 
@@ -160,20 +132,12 @@ impl PredictionLog {
         }))
     }
 
-    /// Whether to log one more record (true with probability `sample_rate`).
-    pub fn sample(&self) -> bool {
-        self.sample_rate >= 1.0 || sample(self.sample_rate)
-    }
-
     /// Queues a request's predictions; drops (and counts) them when the writer is that far behind.
     /// Rows are sampled before any work, so a request none of whose rows is kept costs nothing more.
     pub fn submit(&self, answered: Answered<'_>) {
-        let sampled = match answered.texts {
-            Some(texts) => Some(texts.iter().map(|(r, text)| (*r, Some(text.clone()))).collect()),
-            None if self.sample_rate >= 1.0 => None,
-            None => {
-                Some((0..answered.ids.len() as u32).filter(|_| sample(self.sample_rate)).map(|r| (r, None)).collect())
-            }
+        let sampled = match self.sample_rate >= 1.0 {
+            true => None,
+            false => Some((0..answered.ids.len() as u32).filter(|_| sample(self.sample_rate)).collect::<Vec<_>>()),
         };
         if sampled.as_ref().is_some_and(Vec::is_empty) {
             return;
@@ -307,7 +271,8 @@ fn render_line(line: &mut Vec<u8>, id: &str, time: &str, request: &LoggedRequest
     line.extend(time.as_bytes());
     line.push(b'"');
     line.extend(&monitor.log_template.head);
-    line.extend(request.input(k));
+    render_record(line, &monitor.log_template, request.input(k));
+    line.push(b'}');
     line.extend(b",\"output\":");
     let row = &request.outputs[k * request.width..(k + 1) * request.width];
     serde_json::to_writer(&mut *line, &Answer { id: None, monitor, row, fallback: request.fallback })?;
@@ -319,12 +284,12 @@ fn render_line(line: &mut Vec<u8>, id: &str, time: &str, request: &LoggedRequest
 
 /// `"feature":value,…` of one record, in `[[features]]` order (missing values as null).
 fn render_record(line: &mut Vec<u8>, template: &LineTemplate, record: &[RawValue]) {
-    let mut numbers = ryu::Buffer::new();
+    let mut numbers = zmij::Buffer::new();
     for (key, value) in template.keys.iter().zip(record) {
         line.extend(key);
         match value {
             RawValue::Missing => line.extend(b"null"),
-            // Values passed request validation: always finite. ryu writes what serde_json would.
+            // Values passed request validation: always finite. zmij is serde_json's own float writer.
             RawValue::Number(x) => line.extend(numbers.format_finite(*x).as_bytes()),
             RawValue::Category(c) => {
                 serde_json::to_writer(&mut *line, c.as_ref()).expect("writing a string into memory cannot fail")

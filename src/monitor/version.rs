@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::sync::{Mutex, OnceLock};
 
-use super::drift::{reference_shares, Binner, DriftWindow, MISSING_BIN, OTHER_BIN};
+use super::drift::{reference_shares, Binner, DriftWindows, MISSING_BIN, OTHER_BIN};
 use super::metrics::VersionMetrics;
 use super::prediction_log::LineTemplate;
 use super::reference::{Profile, ReferenceProfile};
@@ -51,13 +51,8 @@ struct Drift {
     prediction: Tracked,
     /// Bin of each class index (classification).
     class_bins: Vec<usize>,
-    windows: Mutex<Windows>,
-}
-
-#[derive(Debug)]
-struct Windows {
-    features: Vec<DriftWindow>,
-    prediction: DriftWindow,
+    /// One window per monitored feature, in `features` order, then the prediction's.
+    windows: Mutex<DriftWindows>,
 }
 
 /// What `/metrics` shows of one variable's drift.
@@ -186,33 +181,30 @@ impl VersionMonitor {
         let Some(drift) = &self.drift else { return Vec::new() };
         let windows = drift.lock();
         drift
-            .features
-            .iter()
-            .map(|(_, t)| t)
-            .zip(&windows.features)
-            .chain([(&drift.prediction, &windows.prediction)])
-            .map(|(tracked, window)| {
-                (tracked.name.as_str(), tracked.bin_labels.as_slice(), window.reference().to_vec())
-            })
+            .tracked()
+            .enumerate()
+            .map(|(v, tracked)| (tracked.name.as_str(), tracked.bin_labels.as_slice(), windows.reference(v).to_vec()))
             .collect()
     }
 
     /// Feeds accepted records and the model's answers (one per record) into the drift windows.
     pub fn observe(&self, batch: &RecordBatch, predicted: &[Predicted]) {
         let Some(drift) = &self.drift else { return };
-        // Binning is a few comparisons per value: done under the lock, it needs no buffer. Column by column,
-        // so each feature's edges and window stay at hand.
+        // Binning is a few comparisons per value: done under the lock, it needs no buffer. Record by record,
+        // each record's bins written side by side into one ring slot.
         let rows = batch.len().min(predicted.len());
         let mut windows = drift.lock();
-        let windows = &mut *windows;
-        for ((i, tracked), window) in drift.features.iter().zip(windows.features.iter_mut()) {
-            let column = batch.values.iter().skip(*i).step_by(batch.width.max(1)).take(rows);
-            tracked.binner.observe_column(column, window);
-        }
-        for answer in &predicted[..rows] {
-            windows.prediction.observe(match answer {
-                Predicted::Class { index, .. } => drift.class_bins.get(*index as usize).copied().unwrap_or(0),
-                Predicted::Value(v) => drift.prediction.binner.bin_number(*v as f64),
+        let last = drift.features.len();
+        for (r, answer) in predicted[..rows].iter().enumerate() {
+            let record = batch.record(r);
+            windows.observe(|slot| {
+                for ((i, tracked), bin) in drift.features.iter().zip(slot.iter_mut()) {
+                    *bin = tracked.binner.bin(&record[*i]) as u32;
+                }
+                slot[last] = match answer {
+                    Predicted::Class { index, .. } => drift.class_bins.get(*index as usize).copied().unwrap_or(0),
+                    Predicted::Value(v) => drift.prediction.binner.bin_number(*v as f64),
+                } as u32;
             });
         }
     }
@@ -222,19 +214,19 @@ impl VersionMonitor {
         let Some(drift) = &self.drift else { return Vec::new() };
         let settings = self.drift_settings;
         let windows = drift.lock();
-        let tracked = drift.features.iter().map(|(_, t)| t).chain([&drift.prediction]);
-        tracked
-            .zip(windows.features.iter().chain([&windows.prediction]))
-            .map(|(tracked, window)| {
-                let (psi, js, level) = window.reading(settings.psi_warning, settings.psi_critical);
+        drift
+            .tracked()
+            .enumerate()
+            .map(|(v, tracked)| {
+                let (psi, js, level) = windows.reading(v, settings.psi_warning, settings.psi_critical);
                 DriftReading {
                     name: &tracked.name,
                     bin_labels: &tracked.bin_labels,
                     psi,
                     js,
                     level,
-                    observations: window.len(),
-                    totals: window.totals().to_vec(),
+                    observations: windows.len(),
+                    totals: windows.totals(v),
                 }
             })
             .collect()
@@ -344,11 +336,11 @@ impl Drift {
             Ok(Tracked { name: name.to_string(), bin_labels, binner })
         };
         let mut features = Vec::new();
-        let mut windows = Vec::new();
+        let mut references = Vec::new();
         for (i, spec) in manifest.features.iter().enumerate() {
             if let Some(profile) = reference.features.get(&spec.name) {
                 features.push((i, track(&spec.name, &format!("features.{}", spec.name), profile)?));
-                windows.push(DriftWindow::new(window, reference_shares(profile)));
+                references.push(reference_shares(profile));
             }
         }
         let prediction = track(PREDICTION, "prediction", &reference.prediction)?;
@@ -361,16 +353,16 @@ impl Drift {
                 return Err("prediction.kind: expected \"category\" for a classifier, \"number\" for a regressor".into())
             }
         };
-        let prediction_window = DriftWindow::new(window, reference_shares(&reference.prediction));
-        Ok(Drift {
-            features,
-            prediction,
-            class_bins,
-            windows: Mutex::new(Windows { features: windows, prediction: prediction_window }),
-        })
+        references.push(reference_shares(&reference.prediction));
+        Ok(Drift { features, prediction, class_bins, windows: Mutex::new(DriftWindows::new(window, references)) })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Windows> {
+    /// Every monitored variable in window order: the features, then the prediction.
+    fn tracked(&self) -> impl Iterator<Item = &Tracked> {
+        self.features.iter().map(|(_, t)| t).chain([&self.prediction])
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, DriftWindows> {
         // A panic while holding the lock cannot leave a window half-written in a way that matters to a gauge.
         self.windows.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -49,7 +49,7 @@ async fn each_answered_prediction_is_one_line_with_its_input_and_output() {
         assert_eq!(line["version"], "1");
         assert!(line["time"].as_str().unwrap().ends_with('Z'), "{line}");
         assert!(line["latency_us"].as_u64().unwrap() > 0);
-        // The raw input as sent (missing values as null), the output as answered.
+        // The raw input as read (missing values as null), the output as answered.
         assert_eq!(line["input"], cases[i]["input"], "line {i}");
         let mut answered = answer["predictions"][i].clone();
         answered.as_object_mut().unwrap().remove("id");
@@ -58,7 +58,7 @@ async fn each_answered_prediction_is_one_line_with_its_input_and_output() {
 }
 
 #[tokio::test]
-async fn inputs_are_logged_as_sent_on_one_line_and_positional_ones_by_name() {
+async fn inputs_are_logged_by_name_on_one_line_whatever_the_body_layout() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("predictions.jsonl");
     let mut app = app_logging_to(path.clone(), |_| {}).await;
@@ -80,7 +80,7 @@ async fn inputs_are_logged_as_sent_on_one_line_and_positional_ones_by_name() {
     assert_eq!(text.lines().count(), 2, "one line per record, whatever the body's layout:\n{text}");
     let lines = log_lines(&path);
     assert_eq!(lines[0]["id"], "a");
-    assert_eq!(lines[0]["input"], input, "the named record as sent");
+    assert_eq!(lines[0]["input"], input, "the named record, its values as read");
     assert_eq!(lines[1]["id"], "b");
     assert_eq!(lines[1]["input"], input, "the positional record, by feature name");
     assert_eq!(lines[0]["output"], lines[1]["output"]);
@@ -117,7 +117,7 @@ async fn sampling_keeps_about_the_configured_share() {
     assert!((800..1200).contains(&lines.len()), "{} of 4000 kept at 25%", lines.len());
     for line in &lines {
         let id = line["id"].as_str().unwrap();
-        assert_eq!(line["input"], records[id], "{id}: its own record, as sent");
+        assert_eq!(line["input"], records[id], "{id}: its own record");
         assert_eq!(line["output"]["label"], answers[id]["label"], "{id}: its own answer");
     }
 }

@@ -216,6 +216,6 @@ async fn answer_infer(
         }
     };
     let total = serve::timing_headers(&mut response, &served.timing, started);
-    serve::log(state, model, served, &batch, &[], None, total);
+    serve::log(state, model, served, &batch, total);
     Ok(response)
 }
