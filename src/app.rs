@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::config::{LowConfidencePolicy, Settings};
+use crate::config::Settings;
+use crate::lifecycle::{AuditLog, Lifecycle, SYSTEM};
 use crate::monitor::prediction_log::PredictionLog;
 use crate::monitor::Metrics;
 use crate::repository::ModelTable;
@@ -31,7 +32,10 @@ impl Application {
         let table = tokio::task::spawn_blocking(move || ModelTable::load(&models_settings, drift))
             .await
             .context("model loading panicked")??;
-        check_fallback_labels(&settings, &table)?;
+        for version in table.models.values().flat_map(|entry| entry.versions.values()) {
+            crate::lifecycle::accepts(&settings, version).map_err(anyhow::Error::msg)?;
+        }
+        let audit = AuditLog::open(&settings.audit)?;
         let metrics = Metrics::new();
         for entry in table.models.values() {
             for version in entry.versions.values() {
@@ -47,7 +51,14 @@ impl Application {
         };
         let addr = format!("{}:{}", settings.server.addr, settings.server.port);
         let listener = TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-        let state = AppState::new(settings, table, metrics, prediction_log);
+        for entry in table.models.values() {
+            for version in entry.versions.values() {
+                metrics.record_model_load(&entry.name, &version.version_label, "loaded");
+                let detail = serde_json::json!({"elapsed_ms": version.load_time.as_millis() as u64, "at": "startup"});
+                audit.record(SYSTEM, "load", Some(&entry.name), Some(version.version), detail);
+            }
+        }
+        let state = AppState::new(settings, table, metrics, prediction_log, Lifecycle::new(audit));
         state.set_ready();
         tracing::info!(
             addr = %listener.local_addr()?,
@@ -81,6 +92,7 @@ impl Application {
             let _ = closed.await;
         });
         let mut server = tokio::spawn(server.into_future());
+        crate::lifecycle::spawn_watchers(state.clone());
         tokio::select! {
             result = &mut server => return result.context("server task failed")?.context("server failed"),
             () = shutdown => {}
@@ -104,6 +116,7 @@ impl Application {
             if let Some(log) = &flushing.prediction_log {
                 log.close();
             }
+            flushing.lifecycle.audit.sync();
         })
         .await
         .context("flushing the prediction log panicked")?;
@@ -111,26 +124,6 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
-}
-
-/// Under `low_confidence = "fallback"`, every classifier that can flag a prediction needs a label to answer
-/// instead: refuse to start without one rather than fail requests later.
-fn check_fallback_labels(settings: &Settings, table: &ModelTable) -> anyhow::Result<()> {
-    if settings.monitoring.low_confidence != LowConfidencePolicy::Fallback {
-        return Ok(());
-    }
-    for version in table.models.values().flat_map(|entry| entry.versions.values()) {
-        let monitor = &version.monitor;
-        if monitor.min_confidence > 0.0 && monitor.fallback_label.is_none() {
-            anyhow::bail!(
-                "{}: monitoring.fallback_label is required: [monitoring] low_confidence = \"fallback\" and \
-                 min_confidence = {}",
-                version.dir.join("inferd.toml").display(),
-                monitor.min_confidence
-            );
-        }
-    }
-    Ok(())
 }
 
 /// Resolves on the first SIGTERM or SIGINT; a second one exits the process at once.

@@ -17,6 +17,15 @@ pub struct Settings {
     pub models: ModelsSettings,
     pub batching: BatchingSettings,
     pub monitoring: MonitoringSettings,
+    pub audit: AuditSettings,
+}
+
+/// `[audit]`: where lifecycle events (loads, failures, unloads, reloads) are appended as JSON lines.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// The audit log file (none: events are kept in memory only, for `GET /admin/audit`).
+    pub path: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -103,11 +112,19 @@ pub struct ModelsSettings {
     /// The model `POST /predict` serves (default: the only model, if there is one).
     pub default: Option<String>,
     pub versions: VersionPolicy,
+    /// Seconds between rescans of the repository for new, changed and removed versions (0 = never; SIGHUP
+    /// and `POST /admin/reload` rescan at any time).
+    pub poll_interval_s: f64,
 }
 
 impl Default for ModelsSettings {
     fn default() -> Self {
-        ModelsSettings { repository: PathBuf::from("models"), default: None, versions: VersionPolicy::Latest }
+        ModelsSettings {
+            repository: PathBuf::from("models"),
+            default: None,
+            versions: VersionPolicy::Latest,
+            poll_interval_s: 0.0,
+        }
     }
 }
 
@@ -244,6 +261,11 @@ impl Settings {
         anyhow::ensure!(
             s.shutdown_delay_s >= 0.0 && s.shutdown_timeout_s >= 0.0,
             "configuration: server.shutdown_delay_s and shutdown_timeout_s must not be negative"
+        );
+        let poll = self.models.poll_interval_s;
+        anyhow::ensure!(
+            poll.is_finite() && poll >= 0.0,
+            "configuration: models.poll_interval_s must be a number of seconds, 0 or more"
         );
         anyhow::ensure!(self.batching.queue_capacity > 0, "configuration: batching.queue_capacity must be positive");
         anyhow::ensure!(self.batching.max_batch_size > 0, "configuration: batching.max_batch_size must be positive");

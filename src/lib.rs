@@ -18,6 +18,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod lifecycle;
 pub mod monitor;
 pub mod preprocess;
 pub mod profile;

@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 
 use crate::config::Settings;
+use crate::lifecycle::Lifecycle;
 use crate::monitor::feedback::FeedbackStore;
 use crate::monitor::prediction_log::PredictionLog;
 use crate::monitor::Metrics;
@@ -28,6 +29,8 @@ pub struct Shared {
     pub feedback: FeedbackStore,
     /// The prediction log, when one is configured.
     pub prediction_log: Option<PredictionLog>,
+    /// Rescans of the repository, and the audit log.
+    pub lifecycle: Lifecycle,
     /// Permits for requests inside handlers (`max_in_flight`); none left → 429 at once.
     pub in_flight: Arc<Semaphore>,
     ready: AtomicBool,
@@ -51,6 +54,7 @@ impl AppState {
         models: ModelTable,
         metrics: Metrics,
         prediction_log: Option<PredictionLog>,
+        lifecycle: Lifecycle,
     ) -> AppState {
         let pool = InferencePool::start(&settings.batching);
         let in_flight = Arc::new(Semaphore::new(settings.server.max_in_flight));
@@ -62,6 +66,7 @@ impl AppState {
             metrics,
             feedback,
             prediction_log,
+            lifecycle,
             in_flight,
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),

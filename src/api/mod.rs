@@ -4,6 +4,7 @@
 //! Prediction and model routes sit behind the `max_in_flight` limit and the request timeout; health,
 //! readiness and `/metrics` do not, so they answer under any load.
 
+mod admin;
 pub mod body;
 pub mod error;
 mod feedback;
@@ -42,6 +43,8 @@ pub fn router(state: AppState) -> Router {
         .route("/models", get(models::list))
         .route("/models/{name}", get(models::describe))
         .route("/feedback", post(feedback::feedback))
+        .route("/admin/reload", post(admin::reload))
+        .route("/admin/audit", get(admin::audit))
         .route("/v1/models/{target}", post(predict::v1_predict_model))
         .route("/v1/models/{name}/versions/{target}", post(predict::v1_predict_version))
         .route("/v2/models/{name}", get(v2::model_metadata))

@@ -7,20 +7,33 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use crate::repository::manifest::Task;
-use crate::repository::{LookupError, ModelEntry, ModelVersion};
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::repository::{LookupError, ModelEntry, ModelTable, ModelVersion};
 use crate::state::AppState;
 
 pub async fn list(State(state): State<AppState>) -> Json<Value> {
     let table = state.models.load();
-    let models: Vec<Value> = table.models.values().map(summary).collect();
-    Json(json!({"default": table.default_model, "models": models}))
+    Json(json!({"default": table.default_model, "models": statuses(&table)}))
+}
+
+/// Every model of the table (serving, or with versions that failed to load) with its versions' states.
+pub fn statuses(table: &ModelTable) -> Vec<Value> {
+    let names: BTreeSet<&String> = table.models.keys().chain(table.failures.keys()).collect();
+    names.into_iter().map(|name| summary(table, name)).collect()
 }
 
 pub async fn describe(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     let table = state.models.load();
-    let entry = table.models.get(&name).ok_or(LookupError::UnknownModel(name))?;
+    let Some(entry) = table.models.get(&name) else {
+        // A model none of whose versions loaded is known, and says why.
+        return match table.failures.contains_key(&name) {
+            true => Ok(Json(summary(&table, &name))),
+            false => Err(LookupError::UnknownModel(name).into()),
+        };
+    };
     let current = entry.default_version();
-    let mut body = summary(entry);
+    let mut body = summary(&table, &name);
     body["description"] = json!(current.manifest.model.description);
     body["features"] = features(current);
     body["outputs"] = outputs(current);
@@ -37,15 +50,30 @@ pub async fn describe(State(state): State<AppState>, Path(name): Path<String>) -
     Ok(Json(body))
 }
 
-fn summary(entry: &ModelEntry) -> Value {
-    let current = entry.default_version();
-    let versions: Vec<Value> =
-        entry.versions.values().map(|v| json!({"version": v.version, "state": "ready", "task": v.task()})).collect();
+/// A model's name, task, default version and every version's state: `ready` (serving) or `failed` with the
+/// reason. A version that serves older files while its changed ones failed is both: ready, with the reason
+/// its new files were refused.
+fn summary(table: &ModelTable, name: &str) -> Value {
+    let entry = table.models.get(name);
+    let failures = table.failures.get(name);
+    let mut versions: BTreeMap<u64, Value> = BTreeMap::new();
+    for v in entry.into_iter().flat_map(|e| e.versions.values()) {
+        versions.insert(v.version, json!({"version": v.version, "state": "ready", "task": v.task()}));
+    }
+    for (version, failure) in failures.into_iter().flatten() {
+        match versions.get_mut(version) {
+            Some(serving) => serving["reason"] = json!(format!("changed files failed to load: {}", failure.reason)),
+            None => {
+                versions.insert(*version, json!({"version": version, "state": "failed", "reason": failure.reason}));
+            }
+        }
+    }
+    let current = entry.map(ModelEntry::default_version);
     json!({
-        "name": entry.name,
-        "task": current.task(),
-        "default_version": current.version,
-        "versions": versions,
+        "name": name,
+        "task": current.map(|c| c.task()),
+        "default_version": current.map(|c| c.version),
+        "versions": versions.into_values().collect::<Vec<_>>(),
     })
 }
 

@@ -93,7 +93,8 @@ struct Store {
     slots: Vec<Slot>,
     /// A client id's hash → the sequence number of its prediction.
     by_hash: HashMap<u64, u64, BuildHasherDefault<PassThrough>>,
-    versions: Vec<Arc<VersionMonitor>>,
+    /// Model versions by index (`None`: forgotten, its index free for the next version).
+    versions: Vec<Option<Arc<VersionMonitor>>>,
     /// Slots holding a prediction not yet matched.
     live: usize,
 }
@@ -101,10 +102,16 @@ struct Store {
 impl Store {
     /// The index of `monitor` in `versions`, added on first sight (a handful of versions per server).
     fn version_index(&mut self, monitor: &Arc<VersionMonitor>) -> u32 {
-        match self.versions.iter().position(|m| Arc::ptr_eq(m, monitor)) {
-            Some(i) => i as u32,
+        if let Some(i) = self.versions.iter().position(|m| m.as_ref().is_some_and(|m| Arc::ptr_eq(m, monitor))) {
+            return i as u32;
+        }
+        match self.versions.iter().position(Option::is_none) {
+            Some(free) => {
+                self.versions[free] = Some(monitor.clone());
+                free as u32
+            }
             None => {
-                self.versions.push(monitor.clone());
+                self.versions.push(Some(monitor.clone()));
                 (self.versions.len() - 1) as u32
             }
         }
@@ -250,8 +257,8 @@ impl FeedbackStore {
             .or_else(|| store.by_hash.get(&id_hash).and_then(|&number| slot_of(&store, number, true)));
         let Some(index) = found else { return Lookup::Unknown };
         let slot = store.slots[index];
-        let remembered =
-            Remembered { monitor: store.versions[slot.version as usize].clone(), predicted: slot.predicted };
+        let Some(monitor) = store.versions[slot.version as usize].clone() else { return Lookup::Unknown };
+        let remembered = Remembered { monitor, predicted: slot.predicted };
         match accept(&remembered) {
             Err(reason) => Lookup::Invalid(reason),
             Ok(truth) => {
@@ -263,6 +270,25 @@ impl FeedbackStore {
                 Lookup::Matched(remembered, truth)
             }
         }
+    }
+
+    /// Forgets every prediction of a model version that no longer serves (their ids become unknown) and lets
+    /// go of its monitor, so an unloaded version's memory is freed.
+    pub fn forget(&self, monitor: &Arc<VersionMonitor>) {
+        let mut store = self.lock();
+        let store = &mut *store;
+        let Some(index) = store.versions.iter().position(|m| m.as_ref().is_some_and(|m| Arc::ptr_eq(m, monitor)))
+        else {
+            return;
+        };
+        for slot in store.slots.iter_mut().filter(|slot| slot.live && slot.version == index as u32) {
+            slot.live = false;
+            store.live -= 1;
+            if slot.given && store.by_hash.get(&slot.id_hash) == Some(&(slot.number - 1)) {
+                store.by_hash.remove(&slot.id_hash);
+            }
+        }
+        store.versions[index] = None;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Store> {

@@ -53,8 +53,27 @@ pub struct Metrics {
     live_pairs: IntGaugeVec,
     baseline: GaugeVec,
     log_records: IntCounterVec,
+    model_loads: IntCounterVec,
     /// Scrape-time updates of counters from cumulative totals must not interleave (they add differences).
     refresh: Mutex<()>,
+}
+
+/// Removes the series of `vec` labelled with this model and version, whatever their other labels.
+fn remove_series<T: prometheus::core::MetricVecBuilder>(
+    vec: &prometheus::core::MetricVec<T>,
+    model: &str,
+    version: &str,
+) {
+    use prometheus::core::Collector;
+    for family in vec.collect() {
+        for metric in family.get_metric() {
+            let labels: std::collections::HashMap<&str, &str> =
+                metric.get_label().iter().map(|l| (l.name(), l.value())).collect();
+            if labels.get("model") == Some(&model) && labels.get("version") == Some(&version) {
+                let _ = vec.remove(&labels);
+            }
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -212,8 +231,14 @@ impl Metrics {
             "Prediction log records, by outcome (written, dropped).",
             &["outcome"],
         );
+        let model_loads = counter(
+            "inferd_model_loads_total",
+            "Model version loads at runtime, by outcome (loaded, failed, unloaded)",
+            &["model", "version", "outcome"],
+        );
         Metrics {
             registry,
+            model_loads,
             requests,
             request_duration,
             inference_duration,
@@ -274,6 +299,48 @@ impl Metrics {
     /// Marks a model version as known in `state` (`inferd_model_info` = 1).
     pub fn set_model_state(&self, model: &str, version: &str, state: &str) {
         self.model_info.with_label_values(&[model, version, state]).set(1);
+    }
+
+    /// One lifecycle event of a model version: `outcome` is loaded, failed or unloaded.
+    pub fn record_model_load(&self, model: &str, version: &str, outcome: &str) {
+        self.model_loads.with_label_values(&[model, version, outcome]).inc();
+    }
+
+    /// Removes every series of one model version (its answers, drift, live quality, request counts and
+    /// state), so an unloaded version leaves nothing stale on `/metrics` and a reloaded one starts fresh.
+    /// The lifecycle counter `inferd_model_loads_total` is kept: it counts events, not the version's state.
+    pub fn remove_version(&self, model: &str, version: &str) {
+        let _serial = self.refresh.lock().unwrap_or_else(|e| e.into_inner());
+        remove_series(&self.requests, model, version);
+        remove_series(&self.request_duration, model, version);
+        remove_series(&self.inference_duration, model, version);
+        remove_series(&self.queue_duration, model, version);
+        remove_series(&self.batch_size, model, version);
+        remove_series(&self.predictions, model, version);
+        remove_series(&self.confidence, model, version);
+        remove_series(&self.low_confidence, model, version);
+        remove_series(&self.model_info, model, version);
+        remove_series(&self.feature_psi, model, version);
+        remove_series(&self.feature_js, model, version);
+        remove_series(&self.prediction_psi, model, version);
+        remove_series(&self.prediction_js, model, version);
+        remove_series(&self.drift_level, model, version);
+        remove_series(&self.window_observations, model, version);
+        remove_series(&self.drift_threshold, model, version);
+        remove_series(&self.window_size, model, version);
+        remove_series(&self.bin_total, model, version);
+        remove_series(&self.reference_ratio, model, version);
+        remove_series(&self.feedback, model, version);
+        remove_series(&self.live_accuracy, model, version);
+        remove_series(&self.live_f1, model, version);
+        remove_series(&self.live_mae, model, version);
+        remove_series(&self.live_pairs, model, version);
+        remove_series(&self.baseline, model, version);
+    }
+
+    /// Drops one state of a version from `inferd_model_info` (a failed load that later succeeded).
+    pub fn clear_model_state(&self, model: &str, version: &str, state: &str) {
+        let _ = self.model_info.remove_label_values(&[model, version, state]);
     }
 
     /// The metric handles of one version's answers, resolved once (no label hashing per request).

@@ -53,6 +53,10 @@ pub struct ModelVersion {
     pub card: serde_json::Value,
     /// Drift windows and live quality of this version, fed by requests and feedback.
     pub monitor: Arc<VersionMonitor>,
+    /// The version directory's files as they were when loaded: a rescan reloads the version when they change.
+    pub fingerprint: Fingerprint,
+    /// How long loading took (manifest to warmed-up plan, fixtures replayed).
+    pub load_time: std::time::Duration,
 }
 
 impl ModelVersion {
@@ -60,7 +64,8 @@ impl ModelVersion {
     /// that does not reproduce its fixtures is refused.
     /// `drift`: the window and thresholds used where the manifest sets none.
     pub fn load(name: &str, version: u64, dir: &Path, drift: DriftSettings) -> Result<ModelVersion, RepositoryError> {
-        let loaded = ModelVersion::load_unchecked(name, version, dir, drift)?;
+        let started = std::time::Instant::now();
+        let mut loaded = ModelVersion::load_unchecked(name, version, dir, drift)?;
         let fixtures_path = dir.join("fixtures.json");
         if fixtures_path.is_file() {
             let fixtures = fixtures::Fixtures::from_path(&fixtures_path).map_err(|m| invalid(&fixtures_path, m))?;
@@ -72,6 +77,7 @@ impl ModelVersion {
                 ));
             }
         }
+        loaded.load_time = started.elapsed();
         Ok(loaded)
     }
 
@@ -82,6 +88,7 @@ impl ModelVersion {
         dir: &Path,
         drift: DriftSettings,
     ) -> Result<ModelVersion, RepositoryError> {
+        let fingerprint = Fingerprint::of(dir);
         let manifest_path = dir.join("inferd.toml");
         let manifest = Manifest::from_path(&manifest_path)?;
         manifest
@@ -123,6 +130,8 @@ impl ModelVersion {
             reference,
             card,
             monitor: Arc::new(monitor),
+            fingerprint,
+            load_time: std::time::Duration::ZERO,
         })
     }
 
@@ -198,11 +207,55 @@ pub enum LookupError {
     NoDefault,
 }
 
-/// Every served model, immutable once built.
+/// Every served model, immutable once built: a rescan builds the next one beside it.
 #[derive(Debug, Default)]
 pub struct ModelTable {
+    /// Models with at least one serving version.
     pub models: BTreeMap<String, ModelEntry>,
     pub default_model: Option<String>,
+    /// Versions whose files did not load, per model (a model may be here without serving anything).
+    pub failures: BTreeMap<String, BTreeMap<u64, Failure>>,
+}
+
+/// A version that failed to load, and the files it failed on: it is retried once they change.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub reason: String,
+    pub fingerprint: Fingerprint,
+}
+
+/// The names, sizes and modification times of a version directory's files: what a rescan compares to tell
+/// a changed (or still being copied) version from an unchanged one, without reading any file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Fingerprint(Vec<(String, u64, Option<std::time::SystemTime>)>);
+
+impl Fingerprint {
+    pub fn of(dir: &Path) -> Fingerprint {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                let metadata = entry.metadata().ok()?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                Some((name, metadata.len(), metadata.modified().ok()))
+            })
+            .collect();
+        files.sort();
+        Fingerprint(files)
+    }
+}
+
+/// What a rescan changed, one model version at a time (for metrics and the audit log).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Loaded, validated and warmed up: serving from the swap on. `replaced`: an older load of the same
+    /// version (its files changed) stops serving.
+    Loaded { model: String, version: u64, replaced: bool },
+    /// Its files did not load; anything that served keeps serving.
+    Failed { model: String, version: u64, reason: String },
+    /// Its directory is gone (or the version policy dropped it): it takes no new requests.
+    Unloaded { model: String, version: u64 },
 }
 
 impl ModelTable {
@@ -230,17 +283,8 @@ impl ModelTable {
             };
             let mut versions = BTreeMap::new();
             for version in chosen {
-                let started = std::time::Instant::now();
                 let loaded = ModelVersion::load(&name, version, &available[&version], drift)?;
-                tracing::info!(
-                    model = %name,
-                    version,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    run_1_row_us = loaded.plan.estimated_ns(1) / 1000.0,
-                    run_64_rows_us = loaded.plan.estimated_ns(64) / 1000.0,
-                    batch_invariant = loaded.plan.batch_invariant(),
-                    "model version loaded"
-                );
+                log_loaded(&loaded);
                 versions.insert(version, Arc::new(loaded));
             }
             models.insert(name.clone(), ModelEntry { name, versions });
@@ -256,7 +300,114 @@ impl ModelTable {
             None if models.len() == 1 => models.keys().next().cloned(),
             None => None,
         };
-        Ok(ModelTable { models, default_model })
+        Ok(ModelTable { models, default_model, failures: BTreeMap::new() })
+    }
+
+    /// The next table after a rescan of the repository: versions whose files are unchanged are kept as they
+    /// are (the same `Arc`), new and changed ones are loaded (blocking: call it off the executor), and a
+    /// version that fails replaces nothing: its older load, if any, keeps serving, and under the `"latest"`
+    /// policy the newest version that loads serves. A failure is not retried until its files change.
+    /// `check`: what the server's settings ask of every version beyond loading (a failure if refused).
+    pub fn rescan(
+        &self,
+        settings: &ModelsSettings,
+        drift: DriftSettings,
+        check: &dyn Fn(&ModelVersion) -> Result<(), String>,
+    ) -> Result<(ModelTable, Vec<Change>), RepositoryError> {
+        let mut next = ModelTable::default();
+        let mut changes = Vec::new();
+        for (name, dir) in model_dirs(&settings.repository)? {
+            let available = match version_dirs(&dir) {
+                Ok(available) => available,
+                Err(error) => {
+                    // An unreadable model directory changes nothing this time.
+                    tracing::warn!(model = %name, %error, "rescan: model directory unreadable; left as it was");
+                    if let Some(entry) = self.models.get(&name) {
+                        next.models
+                            .insert(name.clone(), ModelEntry { name: name.clone(), versions: entry.versions.clone() });
+                    }
+                    continue;
+                }
+            };
+            let old = self.models.get(&name);
+            let old_failures = self.failures.get(&name);
+            let mut versions = BTreeMap::new();
+            let mut failures = BTreeMap::new();
+            // Under "latest", versions are tried newest first until one serves.
+            let (candidates, first_only): (Vec<u64>, bool) = match &settings.versions {
+                VersionPolicy::Latest => (available.keys().rev().copied().collect(), true),
+                VersionPolicy::All => (available.keys().copied().collect(), false),
+                VersionPolicy::List(list) => {
+                    (list.iter().copied().filter(|v| available.contains_key(v)).collect(), false)
+                }
+            };
+            for version in candidates {
+                let path = &available[&version];
+                let fingerprint = Fingerprint::of(path);
+                let current = old.and_then(|entry| entry.versions.get(&version));
+                let serving = match current {
+                    Some(loaded) if loaded.fingerprint == fingerprint => Some(loaded.clone()),
+                    _ => match old_failures.and_then(|f| f.get(&version)).filter(|f| f.fingerprint == fingerprint) {
+                        // Failed on these very files before: not retried, the older load (if any) serves.
+                        Some(failure) => {
+                            failures.insert(version, failure.clone());
+                            current.cloned()
+                        }
+                        None => match ModelVersion::load(&name, version, path, drift)
+                            .map_err(|e| e.to_string())
+                            .and_then(|loaded| check(&loaded).map(|()| loaded))
+                        {
+                            Ok(loaded) => {
+                                log_loaded(&loaded);
+                                changes.push(Change::Loaded {
+                                    model: name.clone(),
+                                    version,
+                                    replaced: current.is_some(),
+                                });
+                                Some(Arc::new(loaded))
+                            }
+                            Err(reason) => {
+                                tracing::warn!(model = %name, version, %reason, "model version failed to load");
+                                changes.push(Change::Failed { model: name.clone(), version, reason: reason.clone() });
+                                failures.insert(version, Failure { reason, fingerprint });
+                                current.cloned()
+                            }
+                        },
+                    },
+                };
+                if let Some(serving) = serving {
+                    versions.insert(version, serving);
+                    if first_only {
+                        break;
+                    }
+                }
+            }
+            if let Some(entry) = old {
+                for version in entry.versions.keys().filter(|v| !versions.contains_key(v)) {
+                    changes.push(Change::Unloaded { model: name.clone(), version: *version });
+                }
+            }
+            if !failures.is_empty() {
+                next.failures.insert(name.clone(), failures);
+            }
+            if !versions.is_empty() {
+                next.models.insert(name.clone(), ModelEntry { name, versions });
+            }
+        }
+        for (name, entry) in self.models.iter().filter(|(name, _)| !next.models.contains_key(*name)) {
+            if next.failures.contains_key(name) {
+                continue;
+            }
+            for version in entry.versions.keys() {
+                changes.push(Change::Unloaded { model: name.clone(), version: *version });
+            }
+        }
+        next.default_model = match &settings.default {
+            Some(name) => next.models.contains_key(name).then(|| name.clone()),
+            None if next.models.len() == 1 => next.models.keys().next().cloned(),
+            None => None,
+        };
+        Ok((next, changes))
     }
 
     /// Resolves a request's model (or the default one) and pinned version (or the model's default).
@@ -276,6 +427,18 @@ impl ModelTable {
                 .ok_or_else(|| LookupError::UnknownVersion { model: name.to_string(), version: v.to_string() }),
         }
     }
+}
+
+fn log_loaded(loaded: &ModelVersion) {
+    tracing::info!(
+        model = %loaded.name,
+        version = loaded.version,
+        elapsed_ms = loaded.load_time.as_millis() as u64,
+        run_1_row_us = loaded.plan.estimated_ns(1) / 1000.0,
+        run_64_rows_us = loaded.plan.estimated_ns(64) / 1000.0,
+        batch_invariant = loaded.plan.batch_invariant(),
+        "model version loaded"
+    );
 }
 
 /// Loads one version of one model from the repository (the highest when `version` is `None`), as the server

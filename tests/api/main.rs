@@ -7,6 +7,7 @@ mod confidence;
 mod health;
 mod helpers;
 mod kserve;
+mod lifecycle;
 mod matrix;
 mod metrics;
 mod models;
