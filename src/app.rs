@@ -35,6 +35,7 @@ impl Application {
         for version in table.models.values().flat_map(|entry| entry.versions.values()) {
             crate::lifecycle::accepts(&settings, version).map_err(anyhow::Error::msg)?;
         }
+        check_routing(&settings, &table)?;
         let audit = AuditLog::open(&settings.audit)?;
         let metrics = Metrics::new();
         for entry in table.models.values() {
@@ -124,6 +125,24 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// `[models.routing.NAME]` must name served models and loaded versions, with canary weights in [0, 1].
+fn check_routing(settings: &Settings, table: &ModelTable) -> anyhow::Result<()> {
+    for (name, routing) in &settings.models.routing {
+        let field = format!("models.routing.{name}");
+        let entry = table.models.get(name).with_context(|| format!("configuration: {field}: no model '{name}'"))?;
+        let canary = routing.canary.map(|c| c.version);
+        for (key, version) in [("default", routing.default), ("canary.version", canary), ("shadow", routing.shadow)] {
+            if let Some(version) = version.filter(|v| !entry.versions.contains_key(v)) {
+                anyhow::bail!("configuration: {field}.{key}: version {version} is not loaded");
+            }
+        }
+        if let Some(weight) = routing.canary.map(|c| c.weight).filter(|w| !(0.0..=1.0).contains(w)) {
+            anyhow::bail!("configuration: {field}.canary.weight: {weight} is outside [0, 1]");
+        }
+    }
+    Ok(())
 }
 
 /// Resolves on the first SIGTERM or SIGINT; a second one exits the process at once.

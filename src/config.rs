@@ -20,6 +20,26 @@ pub struct Settings {
     pub audit: AuditSettings,
 }
 
+/// Where a model's unpinned requests go (DESIGN §8). Pinned requests (`/versions/{v}/`) bypass it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Routing {
+    /// The version unpinned requests use (none: the highest loaded one).
+    pub default: Option<u64>,
+    /// A version that takes `weight` of the unpinned requests.
+    pub canary: Option<Canary>,
+    /// A version that also runs every unpinned request off the request path, its answers only compared.
+    pub shadow: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Canary {
+    pub version: u64,
+    /// The share of unpinned requests, in [0, 1].
+    pub weight: f64,
+}
+
 /// `[audit]`: where lifecycle events (loads, failures, unloads, reloads) are appended as JSON lines.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -112,6 +132,9 @@ pub struct ModelsSettings {
     /// The model `POST /predict` serves (default: the only model, if there is one).
     pub default: Option<String>,
     pub versions: VersionPolicy,
+    /// Routing per model at startup (`[models.routing.NAME]`); `PUT /admin/models/{name}/routing` changes it at
+    /// runtime.
+    pub routing: std::collections::BTreeMap<String, Routing>,
     /// Seconds between rescans of the repository for new, changed and removed versions (0 = never; SIGHUP
     /// and `POST /admin/reload` rescan at any time).
     pub poll_interval_s: f64,
@@ -123,6 +146,7 @@ impl Default for ModelsSettings {
             repository: PathBuf::from("models"),
             default: None,
             versions: VersionPolicy::Latest,
+            routing: Default::default(),
             poll_interval_s: 0.0,
         }
     }

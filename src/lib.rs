@@ -25,5 +25,6 @@ pub mod profile;
 pub mod repository;
 pub mod runtime;
 pub mod score;
+pub mod shadow;
 pub mod state;
 pub mod telemetry;

@@ -18,8 +18,8 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use serde_json::{json, Value};
 
-use crate::config::{AuditSettings, LowConfidencePolicy, Settings};
-use crate::repository::{Change, ModelTable, ModelVersion};
+use crate::config::{AuditSettings, LowConfidencePolicy, Routing, Settings};
+use crate::repository::{Change, ModelEntry, ModelTable, ModelVersion};
 use crate::state::AppState;
 
 /// The actor of events nobody asked for: startup, polling, SIGHUP.
@@ -254,6 +254,36 @@ fn retire(state: AppState, gone: &Arc<ModelVersion>) {
         state.metrics.remove_version(&model, &label);
         state.feedback.forget(&monitor);
     });
+}
+
+/// Sets a model's routing (serialised with rescans): swaps in a table that differs only in that model's
+/// routing, and audits the change. `update` was checked against the table by the caller, and is checked
+/// again here against the table it applies to.
+pub async fn set_routing(
+    state: &AppState,
+    name: &str,
+    update: impl FnOnce(&ModelEntry) -> Result<Routing, String>,
+    actor: &str,
+) -> Result<Routing, RoutingError> {
+    let _serial = state.lifecycle.rescanning.lock().await;
+    let current = state.models.load_full();
+    let entry = current.models.get(name).ok_or(RoutingError::UnknownModel)?;
+    let routing = update(entry).map_err(RoutingError::Invalid)?;
+    let before = serde_json::to_value(&entry.routing).unwrap_or(Value::Null);
+    let mut next = ModelTable::clone(&current);
+    if let Some(entry) = next.models.get_mut(name) {
+        entry.routing = routing.clone();
+    }
+    state.models.store(Arc::new(next));
+    let after = serde_json::to_value(&routing).unwrap_or(Value::Null);
+    state.lifecycle.audit.record(actor, "routing", Some(name), None, json!({"before": before, "after": after}));
+    Ok(routing)
+}
+
+#[derive(Debug)]
+pub enum RoutingError {
+    UnknownModel,
+    Invalid(String),
 }
 
 /// Rescans every `poll_interval_s` and on SIGHUP, until the server stops.

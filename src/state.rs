@@ -29,6 +29,8 @@ pub struct Shared {
     pub feedback: FeedbackStore,
     /// The prediction log, when one is configured.
     pub prediction_log: Option<PredictionLog>,
+    /// Permits for pending shadow runs ([`crate::shadow::SHADOW_QUEUE`]).
+    pub shadow_slots: Arc<Semaphore>,
     /// Rescans of the repository, and the audit log.
     pub lifecycle: Lifecycle,
     /// Permits for requests inside handlers (`max_in_flight`); none left → 429 at once.
@@ -67,6 +69,7 @@ impl AppState {
             feedback,
             prediction_log,
             lifecycle,
+            shadow_slots: Arc::new(Semaphore::new(crate::shadow::SHADOW_QUEUE)),
             in_flight,
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),

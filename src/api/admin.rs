@@ -1,14 +1,15 @@
 //! `/admin/*` (DESIGN §8): rescan the repository now, and read the audit log.
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::models;
-use crate::lifecycle;
-use crate::repository::Change;
+use crate::config::{Canary, Routing};
+use crate::lifecycle::{self, RoutingError};
+use crate::repository::{Change, LookupError, ModelEntry};
 use crate::state::AppState;
 
 /// The actor of admin calls until API keys name callers (`[auth]`): never a key, never a payload.
@@ -54,4 +55,93 @@ pub async fn audit(State(state): State<AppState>, Query(query): Query<AuditQuery
         })?,
     };
     Ok(Json(json!({"events": state.lifecycle.audit.recent(limit)})))
+}
+
+/// `GET /admin/models/{name}/routing`: the model's routing, and the versions it may name.
+pub async fn routing(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let table = state.models.load();
+    let entry = table.models.get(&name).ok_or(LookupError::UnknownModel(name))?;
+    Ok(Json(routing_json(entry, &entry.routing)))
+}
+
+fn routing_json(entry: &ModelEntry, routing: &Routing) -> Value {
+    let mut body = serde_json::to_value(routing).unwrap_or(Value::Null);
+    body["serving_default"] = json!(entry.default_version().version);
+    body["loaded_versions"] = json!(entry.versions.keys().collect::<Vec<_>>());
+    body
+}
+
+/// `PUT /admin/models/{name}/routing`: `{"default": 1, "canary": {"version": 2, "weight": 0.1}, "shadow": 3}`;
+/// absent keys stay as they are, `null` clears. 404 for an unknown model, 422 for a version that is not
+/// loaded or a weight outside [0, 1].
+pub async fn set_routing(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let update: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}")))?;
+    let Value::Object(update) = update else {
+        return Err(ApiError::unprocessable(
+            "wrong_shape",
+            "expected an object with \"default\", \"canary\" or \"shadow\"",
+        ));
+    };
+    if let Some(key) = update.keys().find(|k| !matches!(k.as_str(), "default" | "canary" | "shadow")) {
+        return Err(ApiError::unprocessable(
+            "unknown_key",
+            format!("'{key}': routing has \"default\", \"canary\" and \"shadow\""),
+        )
+        .with_field(key.clone()));
+    }
+    let apply = |entry: &ModelEntry| -> Result<Routing, String> {
+        let mut routing = entry.routing.clone();
+        let loaded = |field: &str, value: &Value| -> Result<u64, String> {
+            let version = value
+                .as_u64()
+                .filter(|v| *v > 0)
+                .ok_or(format!("{field}: expected a version number or null, got {value}"))?;
+            match entry.versions.contains_key(&version) {
+                true => Ok(version),
+                false => Err(format!("{field}: version {version} of '{}' is not loaded", entry.name)),
+            }
+        };
+        if let Some(value) = update.get("default") {
+            routing.default = if value.is_null() { None } else { Some(loaded("default", value)?) };
+        }
+        if let Some(value) = update.get("shadow") {
+            routing.shadow = if value.is_null() { None } else { Some(loaded("shadow", value)?) };
+        }
+        if let Some(value) = update.get("canary") {
+            routing.canary = match value {
+                Value::Null => None,
+                Value::Object(canary) => {
+                    if let Some(key) = canary.keys().find(|k| !matches!(k.as_str(), "version" | "weight")) {
+                        return Err(format!("canary.{key}: a canary has \"version\" and \"weight\""));
+                    }
+                    let version = loaded("canary.version", canary.get("version").unwrap_or(&Value::Null))?;
+                    let weight = canary
+                        .get("weight")
+                        .and_then(Value::as_f64)
+                        .filter(|w| (0.0..=1.0).contains(w))
+                        .ok_or("canary.weight: expected a number in [0, 1]".to_string())?;
+                    Some(Canary { version, weight })
+                }
+                other => return Err(format!("canary: expected {{\"version\", \"weight\"}} or null, got {other}")),
+            };
+        }
+        Ok(routing)
+    };
+    match lifecycle::set_routing(&state, &name, apply, ANONYMOUS).await {
+        Ok(routing) => {
+            let table = state.models.load();
+            let entry = table.models.get(&name).ok_or(LookupError::UnknownModel(name.clone()))?;
+            Ok(Json(routing_json(entry, &routing)))
+        }
+        Err(RoutingError::UnknownModel) => Err(LookupError::UnknownModel(name).into()),
+        Err(RoutingError::Invalid(message)) => {
+            let field = message.split(':').next().unwrap_or("").to_string();
+            Err(ApiError::unprocessable("invalid_routing", message).with_field(field))
+        }
+    }
 }

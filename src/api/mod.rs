@@ -45,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/feedback", post(feedback::feedback))
         .route("/admin/reload", post(admin::reload))
         .route("/admin/audit", get(admin::audit))
+        .route("/admin/models/{name}/routing", get(admin::routing).put(admin::set_routing))
         .route("/v1/models/{target}", post(predict::v1_predict_model))
         .route("/v1/models/{name}/versions/{target}", post(predict::v1_predict_version))
         .route("/v2/models/{name}", get(v2::model_metadata))

@@ -98,12 +98,12 @@ async fn predict(
         Style::Inferd => error.into_response(),
         Style::V1 => V2Error(error).into_response(),
     };
-    let model = match state.models.load().resolve(model.as_deref(), version.as_deref()) {
-        Ok(model) => model,
+    let (model, shadow) = match state.models.load().route(model.as_deref(), version.as_deref()) {
+        Ok(routed) => routed,
         Err(error) => return fail(error.into()),
     };
     let served = ServedBy { model: model.name.clone(), version: model.version_label.clone() };
-    let mut response = match answer(&state, &model, style, headers, body, started).await {
+    let mut response = match answer(&state, &model, shadow, style, headers, body, started).await {
         Ok(response) => response,
         Err(error) => fail(error),
     };
@@ -114,6 +114,7 @@ async fn predict(
 async fn answer(
     state: &AppState,
     model: &Arc<ModelVersion>,
+    shadow: Option<Arc<ModelVersion>>,
     style: Style,
     headers: HeaderMap,
     body: Body,
@@ -134,7 +135,7 @@ async fn answer(
         Ok((request, input))
     };
     let (mut request, input) = if large { off_executor(parse).await? } else { parse()? };
-    let served = serve::run(state, model, &request.batch, input, request.ids.take()).await?;
+    let served = serve::run(state, model, shadow, &request.batch, input, request.ids.take()).await?;
 
     let rows = request.batch.len();
     let render_model = model.clone();

@@ -35,9 +35,11 @@ pub struct Served {
 
 /// Runs `input` (the model rows of `batch`) through `model` and monitors the answers. Under
 /// `low_confidence = "reject"` a batch with a low-confidence prediction is refused whole (422).
+/// `shadow`: a version that also runs this batch, off the request path, its answers only compared.
 pub async fn run(
     state: &AppState,
     model: &Arc<ModelVersion>,
+    shadow: Option<Arc<ModelVersion>>,
     batch: &RecordBatch,
     input: Vec<f32>,
     given_ids: Option<Vec<Arc<str>>>,
@@ -77,6 +79,9 @@ pub async fn run(
         let evicted = state.feedback.remember(monitor, &ids, &predicted);
         state.metrics.record_feedback_evictions(evicted);
     }
+    if let Some(shadow) = shadow {
+        crate::shadow::submit(state, model, shadow, batch, &ids.ids, &predicted);
+    }
     Ok(Served { ids: ids.ids, output, predicted, fallback, timing })
 }
 
@@ -100,6 +105,7 @@ pub fn log(state: &AppState, model: &Arc<ModelVersion>, served: Served, batch: &
             batch,
             output: &served.output,
             fallback: served.fallback,
+            shadow: false,
             time: SystemTime::now(),
             latency_us: total.as_micros() as u64,
         });

@@ -54,6 +54,9 @@ pub struct Metrics {
     baseline: GaugeVec,
     log_records: IntCounterVec,
     model_loads: IntCounterVec,
+    shadow_predictions: IntCounterVec,
+    shadow_abs_diff: HistogramVec,
+    shadow_dropped: IntCounterVec,
     /// Scrape-time updates of counters from cumulative totals must not interleave (they add differences).
     refresh: Mutex<()>,
 }
@@ -236,9 +239,32 @@ impl Metrics {
             "Model version loads at runtime, by outcome (loaded, failed, unloaded)",
             &["model", "version", "outcome"],
         );
+        let shadow_predictions = counter(
+            "inferd_shadow_predictions_total",
+            "Shadow predictions compared with the answered ones (version: the shadow's), by outcome (agree, disagree)",
+            &["model", "version", "outcome"],
+        );
+        let shadow_abs_diff = HistogramVec::new(
+            HistogramOpts::new(
+                "inferd_shadow_abs_diff",
+                "Absolute difference between a shadow regression's value and the answered one",
+            )
+            .buckets(exponential_buckets(1e-6, 10.0, 10).expect("static buckets")),
+            &VERSION,
+        )
+        .expect("valid metric");
+        registry.register(Box::new(shadow_abs_diff.clone())).expect("metric registered once");
+        let shadow_dropped = counter(
+            "inferd_shadow_dropped_total",
+            "Requests a shadow version did not run because the shadow queue was full",
+            &VERSION,
+        );
         Metrics {
             registry,
             model_loads,
+            shadow_predictions,
+            shadow_abs_diff,
+            shadow_dropped,
             requests,
             request_duration,
             inference_duration,
@@ -336,6 +362,23 @@ impl Metrics {
         remove_series(&self.live_mae, model, version);
         remove_series(&self.live_pairs, model, version);
         remove_series(&self.baseline, model, version);
+        remove_series(&self.shadow_predictions, model, version);
+        remove_series(&self.shadow_abs_diff, model, version);
+        remove_series(&self.shadow_dropped, model, version);
+    }
+
+    /// Shadow comparisons of one batch (`version`: the shadow's).
+    pub fn record_shadow(&self, model: &str, version: &str, agree: u64, disagree: u64, abs_diffs: &[f64]) {
+        self.shadow_predictions.with_label_values(&[model, version, "agree"]).inc_by(agree);
+        self.shadow_predictions.with_label_values(&[model, version, "disagree"]).inc_by(disagree);
+        if !abs_diffs.is_empty() {
+            let histogram = self.shadow_abs_diff.with_label_values(&[model, version]);
+            abs_diffs.iter().for_each(|d| histogram.observe(*d));
+        }
+    }
+
+    pub fn record_shadow_dropped(&self, model: &str, version: &str) {
+        self.shadow_dropped.with_label_values(&[model, version]).inc();
     }
 
     /// Drops one state of a version from `inferd_model_info` (a failed load that later succeeded).

@@ -33,6 +33,8 @@ pub struct Answered<'a> {
     pub output: &'a ModelOutput,
     /// Whether low-confidence labels were replaced by the fallback label.
     pub fallback: bool,
+    /// A shadow version's answers (never returned to the client): marked `"shadow": true` in the log.
+    pub shadow: bool,
     pub time: SystemTime,
     pub latency_us: u64,
 }
@@ -50,6 +52,7 @@ struct LoggedRequest {
     outputs: Vec<f32>,
     width: usize,
     fallback: bool,
+    shadow: bool,
     time: SystemTime,
     latency_us: u64,
 }
@@ -57,7 +60,7 @@ struct LoggedRequest {
 impl LoggedRequest {
     /// `rows`: the sampled records (`None`: every record).
     fn new(answered: Answered<'_>, rows: Option<Vec<u32>>) -> LoggedRequest {
-        let Answered { model, ids, batch, output, fallback, time, latency_us } = answered;
+        let Answered { model, ids, batch, output, fallback, shadow, time, latency_us } = answered;
         let (ids, inputs, outputs) = match rows {
             None => (ids, batch.values.clone(), output.values[..batch.len() * output.width].to_vec()),
             Some(rows) => {
@@ -78,6 +81,7 @@ impl LoggedRequest {
             outputs,
             width: output.width,
             fallback,
+            shadow,
             time,
             latency_us,
         }
@@ -276,6 +280,9 @@ fn render_line(line: &mut Vec<u8>, id: &str, time: &str, request: &LoggedRequest
     line.extend(b",\"output\":");
     let row = &request.outputs[k * request.width..(k + 1) * request.width];
     serde_json::to_writer(&mut *line, &Answer { id: None, monitor, row, fallback: request.fallback })?;
+    if request.shadow {
+        line.extend(b",\"shadow\":true");
+    }
     line.extend(b",\"latency_us\":");
     line.extend(request.latency_us.to_string().as_bytes());
     line.extend(b"}\n");
@@ -308,7 +315,7 @@ thread_local! {
 }
 
 /// True with probability `rate`.
-fn sample(rate: f64) -> bool {
+pub fn sample(rate: f64) -> bool {
     SAMPLER.with(|state| {
         let mut x = state.get();
         x ^= x << 13;

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::config::{ModelsSettings, VersionPolicy};
+use crate::config::{ModelsSettings, Routing, VersionPolicy};
 use crate::monitor::reference::ReferenceProfile;
 use crate::monitor::{DriftSettings, VersionMonitor};
 use crate::preprocess::Pipeline;
@@ -180,17 +180,38 @@ pub fn argmax(values: &[f32]) -> usize {
     best
 }
 
-/// All versions of one model that serve.
-#[derive(Debug)]
+/// All versions of one model that serve, and where its unpinned requests go.
+#[derive(Debug, Clone)]
 pub struct ModelEntry {
     pub name: String,
     pub versions: BTreeMap<u64, Arc<ModelVersion>>,
+    /// As configured or last set; a version it names that is not loaded is passed over.
+    pub routing: Routing,
 }
 
 impl ModelEntry {
-    /// The version unpinned requests get: the highest loaded one.
+    /// The version unpinned requests get (but a canary's share): the routing's default when it is loaded,
+    /// else the highest loaded one.
     pub fn default_version(&self) -> &Arc<ModelVersion> {
-        self.versions.values().next_back().expect("a model entry always has a version")
+        self.routing
+            .default
+            .and_then(|v| self.versions.get(&v))
+            .or_else(|| self.versions.values().next_back())
+            .expect("a model entry always has a version")
+    }
+
+    /// The version one unpinned request goes to: the canary for its weight's share, else the default.
+    pub fn route(&self) -> &Arc<ModelVersion> {
+        match self.routing.canary.and_then(|c| self.versions.get(&c.version).map(|v| (v, c.weight))) {
+            Some((canary, weight)) if weight > 0.0 && crate::monitor::prediction_log::sample(weight) => canary,
+            _ => self.default_version(),
+        }
+    }
+
+    /// The shadow version, when one is set, loaded, and not the version that answered.
+    pub fn shadow_of(&self, answering: &ModelVersion) -> Option<&Arc<ModelVersion>> {
+        let shadow = self.versions.get(&self.routing.shadow?)?;
+        (shadow.version != answering.version).then_some(shadow)
     }
 }
 
@@ -207,8 +228,8 @@ pub enum LookupError {
     NoDefault,
 }
 
-/// Every served model, immutable once built: a rescan builds the next one beside it.
-#[derive(Debug, Default)]
+/// Every served model, immutable once built: a rescan (or a routing change) builds the next one beside it.
+#[derive(Debug, Default, Clone)]
 pub struct ModelTable {
     /// Models with at least one serving version.
     pub models: BTreeMap<String, ModelEntry>,
@@ -287,7 +308,8 @@ impl ModelTable {
                 log_loaded(&loaded);
                 versions.insert(version, Arc::new(loaded));
             }
-            models.insert(name.clone(), ModelEntry { name, versions });
+            let routing = settings.routing.get(&name).cloned().unwrap_or_default();
+            models.insert(name.clone(), ModelEntry { name, versions, routing });
         }
         if models.is_empty() {
             return Err(invalid(root, "no model directory found"));
@@ -323,8 +345,7 @@ impl ModelTable {
                     // An unreadable model directory changes nothing this time.
                     tracing::warn!(model = %name, %error, "rescan: model directory unreadable; left as it was");
                     if let Some(entry) = self.models.get(&name) {
-                        next.models
-                            .insert(name.clone(), ModelEntry { name: name.clone(), versions: entry.versions.clone() });
+                        next.models.insert(name.clone(), entry.clone());
                     }
                     continue;
                 }
@@ -391,7 +412,11 @@ impl ModelTable {
                 next.failures.insert(name.clone(), failures);
             }
             if !versions.is_empty() {
-                next.models.insert(name.clone(), ModelEntry { name, versions });
+                let routing = match old {
+                    Some(entry) => entry.routing.clone(),
+                    None => settings.routing.get(&name).cloned().unwrap_or_default(),
+                };
+                next.models.insert(name.clone(), ModelEntry { name, versions, routing });
             }
         }
         for (name, entry) in self.models.iter().filter(|(name, _)| !next.models.contains_key(*name)) {
@@ -410,7 +435,31 @@ impl ModelTable {
         Ok((next, changes))
     }
 
-    /// Resolves a request's model (or the default one) and pinned version (or the model's default).
+    /// Like [`ModelTable::resolve`], with the shadow version that should also run an unpinned request.
+    pub fn route(
+        &self,
+        model: Option<&str>,
+        version: Option<&str>,
+    ) -> Result<(Arc<ModelVersion>, Option<Arc<ModelVersion>>), LookupError> {
+        let answering = self.resolve(model, version)?;
+        let shadow = match version {
+            Some(_) => None,
+            None => self.entry(model)?.shadow_of(&answering).cloned(),
+        };
+        Ok((answering, shadow))
+    }
+
+    /// The entry of a request's model (or the default one).
+    pub fn entry(&self, model: Option<&str>) -> Result<&ModelEntry, LookupError> {
+        let name = match model {
+            Some(name) => name,
+            None => self.default_model.as_deref().ok_or(LookupError::NoDefault)?,
+        };
+        self.models.get(name).ok_or_else(|| LookupError::UnknownModel(name.to_string()))
+    }
+
+    /// Resolves a request's model (or the default one) and pinned version (or, unpinned, the version its
+    /// routing picks: the canary for its share, else the default).
     pub fn resolve(&self, model: Option<&str>, version: Option<&str>) -> Result<Arc<ModelVersion>, LookupError> {
         let name = match model {
             Some(name) => name,
@@ -418,7 +467,7 @@ impl ModelTable {
         };
         let entry = self.models.get(name).ok_or_else(|| LookupError::UnknownModel(name.to_string()))?;
         match version {
-            None => Ok(entry.default_version().clone()),
+            None => Ok(entry.route().clone()),
             Some(v) => v
                 .parse::<u64>()
                 .ok()

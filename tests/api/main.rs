@@ -14,5 +14,6 @@ mod models;
 mod monitoring;
 mod predict;
 mod prediction_log;
+mod routing;
 mod score;
 mod shutdown;

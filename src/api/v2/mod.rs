@@ -169,12 +169,12 @@ pub async fn infer_version(
 
 async fn infer(state: AppState, name: String, version: Option<String>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
-    let model = match state.models.load().resolve(Some(&name), version.as_deref()) {
-        Ok(model) => model,
+    let (model, shadow) = match state.models.load().route(Some(&name), version.as_deref()) {
+        Ok(routed) => routed,
         Err(error) => return V2Error(error.into()).into_response(),
     };
     let served_by = ServedBy { model: model.name.clone(), version: model.version_label.clone() };
-    let mut response = match answer_infer(&state, &model, headers, body, started).await {
+    let mut response = match answer_infer(&state, &model, shadow, headers, body, started).await {
         Ok(response) => response,
         Err(error) => V2Error(error).into_response(),
     };
@@ -185,6 +185,7 @@ async fn infer(state: AppState, name: String, version: Option<String>, headers: 
 async fn answer_infer(
     state: &AppState,
     model: &Arc<ModelVersion>,
+    shadow: Option<Arc<ModelVersion>>,
     headers: HeaderMap,
     body: Body,
     started: Instant,
@@ -204,7 +205,7 @@ async fn answer_infer(
         Ok((request, batch, input))
     };
     let (request, batch, input) = if large { off_executor(parse).await? } else { parse()? };
-    let served = serve::run(state, model, &batch, input, None).await?;
+    let served = serve::run(state, model, shadow, &batch, input, None).await?;
     let answer = infer::respond(model, &request, &served)?;
     let mut response = match answer.header_length {
         None => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], answer.body).into_response(),
