@@ -583,4 +583,33 @@ mod tests {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }
     }
+
+    #[test]
+    fn removing_a_version_leaves_no_series_of_it() {
+        let metrics = Metrics::new();
+        let manifest = crate::repository::manifest::Manifest::from_toml(
+            "[model]\ntask = \"classification\"\n[[features]]\nname = \"f\"\ntype = \"number\"\n\
+             [outputs]\nlabels = [\"a\", \"b\"]\nprobabilities = \"p\"\n",
+        )
+        .unwrap();
+        for version in ["1", "2"] {
+            let monitor =
+                VersionMonitor::new("m", version, &manifest, None, crate::monitor::DriftSettings::default()).unwrap();
+            metrics.register_version(&monitor);
+            metrics.set_model_state("m", version, "ready");
+            metrics.record_request("m", version, "/predict", "200", 0.001);
+            metrics.record_shadow("m", version, 1, 0, &[0.5]);
+            metrics.version_handles(&monitor).record_classes(&[1, 0], 0);
+        }
+        metrics.record_model_load("m", "1", "unloaded");
+        metrics.remove_version("m", "1");
+        let text = metrics.encode();
+        let left: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("version=\"1\"") && !l.starts_with("inferd_model_loads_total"))
+            .collect();
+        assert!(left.is_empty(), "series of the removed version: {left:?}");
+        assert!(text.contains("inferd_requests_total{code=\"200\",endpoint=\"/predict\",model=\"m\",version=\"2\"} 1"));
+        assert!(text.contains("inferd_model_loads_total{model=\"m\",outcome=\"unloaded\",version=\"1\"} 1"));
+    }
 }
