@@ -179,3 +179,52 @@ fn profile_refuses_data_without_a_feature_column() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("no column for the feature 'ash'"), "{stderr}");
 }
+
+/// The real binary rescans its repository on SIGHUP: a version published while it runs is loaded and
+/// audited (actor `system`), and the audit log is complete after SIGTERM.
+#[cfg(unix)]
+#[test]
+fn sighup_loads_a_published_version_and_the_audit_log_records_it() {
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let repository = dir.path().join("models");
+    copy_version(Path::new("models/breast_cancer/1"), &repository.join("breast_cancer/1"));
+    let audit = dir.path().join("audit.jsonl");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = inferd()
+        .args(["serve", "--config", "config.toml"])
+        .env("INFERD_SERVER__PORT", port.to_string())
+        .env("INFERD_MODELS__REPOSITORY", &repository)
+        .env("INFERD_MODELS__POLL_INTERVAL_S", "0")
+        .env("INFERD_AUDIT__PATH", &audit)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let url = format!("http://127.0.0.1:{port}/health/ready");
+    while inferd().args(["healthcheck", &url]).status().map(|s| !s.success()).unwrap_or(true) {
+        assert!(started.elapsed() < Duration::from_secs(30), "not ready within 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    copy_version(Path::new("models/breast_cancer/1"), &repository.join("breast_cancer/.staging"));
+    std::fs::rename(repository.join("breast_cancer/.staging"), repository.join("breast_cancer/2")).unwrap();
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    let events = || -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let loaded = |e: &serde_json::Value| e["action"] == "load" && e["version"] == 2;
+    while !events().iter().any(loaded) {
+        assert!(started.elapsed() < Duration::from_secs(30), "version 2 not loaded after SIGHUP: {:?}", events());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let events = events();
+    let actions: Vec<&str> = events.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["load", "load", "unload", "reload"], "{events:?}");
+    assert!(events.iter().all(|e| e["actor"] == "system"), "{events:?}");
+    assert_eq!(events[0]["detail"]["at"], "startup");
+}
