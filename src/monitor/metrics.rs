@@ -236,27 +236,23 @@ impl Metrics {
         );
         let model_loads = counter(
             "inferd_model_loads_total",
-            "Model version loads at runtime, by outcome (loaded, failed, unloaded)",
+            "Model version lifecycle events, by outcome (loaded, failed, unloaded).",
             &["model", "version", "outcome"],
         );
         let shadow_predictions = counter(
             "inferd_shadow_predictions_total",
-            "Shadow predictions compared with the answered ones (version: the shadow's), by outcome (agree, disagree)",
+            "Shadow predictions compared with the answered ones (version: the shadow's), by outcome (agree, disagree).",
             &["model", "version", "outcome"],
         );
-        let shadow_abs_diff = HistogramVec::new(
-            HistogramOpts::new(
-                "inferd_shadow_abs_diff",
-                "Absolute difference between a shadow regression's value and the answered one",
-            )
-            .buckets(exponential_buckets(1e-6, 10.0, 10).expect("static buckets")),
-            &VERSION,
-        )
-        .expect("valid metric");
-        registry.register(Box::new(shadow_abs_diff.clone())).expect("metric registered once");
+        let shadow_abs_diff = histogram(
+            "inferd_shadow_abs_diff",
+            "Absolute difference between a shadow regression's value and the answered one.",
+            &["model", "version"],
+            exponential_buckets(1e-6, 10.0, 10).expect("static buckets"),
+        );
         let shadow_dropped = counter(
             "inferd_shadow_dropped_total",
-            "Requests a shadow version did not run because the shadow queue was full",
+            "Requests a shadow version did not run because the shadow queue was full.",
             &VERSION,
         );
         Metrics {
