@@ -207,6 +207,14 @@ fn apply(state: &AppState, previous: &Arc<ModelTable>, next: ModelTable, changes
             }
         }
     }
+    // A failed version whose directory is gone (or that now loads) is no longer failed.
+    for (model, failures) in &previous.failures {
+        for version in failures.keys() {
+            if !next.failures.get(model).is_some_and(|f| f.contains_key(version)) {
+                metrics.clear_model_state(model, &version.to_string(), "failed");
+            }
+        }
+    }
     let next = Arc::new(next);
     state.models.store(next.clone());
     for change in changes {

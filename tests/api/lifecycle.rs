@@ -146,8 +146,11 @@ async fn a_broken_version_replaces_nothing_shows_why_and_is_retried_once_fixed()
         assert!(failed["reason"].as_str().unwrap().len() > 10, "{what}: {failed}");
         // Unchanged files are not retried.
         assert_eq!(reload(&app).await["changes"], json!([]), "{what}");
+        let state = format!(r#"inferd_model_info{{model="breast_cancer",state="failed",version="{version}"}} 1"#);
+        assert!(metrics(&app).await.contains(&state), "{what}");
         std::fs::remove_dir_all(repository.path().join("breast_cancer").join(version.to_string())).unwrap();
         assert_eq!(reload(&app).await["changes"], json!([]), "{what}: removing a failed version unloads nothing");
+        assert!(!metrics(&app).await.contains(&state), "{what}: a failed version that is gone is not failed");
     }
     let text = metrics(&app).await;
     assert!(text.contains(r#"inferd_model_loads_total{model="breast_cancer",outcome="failed",version="2"} 1"#));
