@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::config::Settings;
+use crate::config::{Canary, Settings};
 use crate::lifecycle::{AuditLog, Lifecycle, SYSTEM};
 use crate::monitor::prediction_log::PredictionLog;
 use crate::monitor::Metrics;
@@ -133,13 +133,14 @@ fn check_routing(settings: &Settings, table: &ModelTable) -> anyhow::Result<()> 
         let field = format!("models.routing.{name}");
         let entry = table.models.get(name).with_context(|| format!("configuration: {field}: no model '{name}'"))?;
         let canary = routing.canary.map(|c| c.version);
+        let refused = |message: String| anyhow::anyhow!("configuration: {field}.{message}");
         for (key, version) in [("default", routing.default), ("canary.version", canary), ("shadow", routing.shadow)] {
-            if let Some(version) = version.filter(|v| !entry.versions.contains_key(v)) {
-                anyhow::bail!("configuration: {field}.{key}: version {version} is not loaded");
+            if let Some(version) = version {
+                entry.loaded_version(key, version).map_err(refused)?;
             }
         }
-        if let Some(weight) = routing.canary.map(|c| c.weight).filter(|w| !(0.0..=1.0).contains(w)) {
-            anyhow::bail!("configuration: {field}.canary.weight: {weight} is outside [0, 1]");
+        if let Some(canary) = routing.canary {
+            Canary::checked_weight(canary.weight).map_err(refused)?;
         }
     }
     Ok(())

@@ -40,6 +40,16 @@ pub struct Canary {
     pub weight: f64,
 }
 
+impl Canary {
+    /// `weight` if it is a share of requests, in [0, 1].
+    pub fn checked_weight(weight: f64) -> Result<f64, String> {
+        match (0.0..=1.0).contains(&weight) {
+            true => Ok(weight),
+            false => Err("canary.weight: expected a number in [0, 1]".to_string()),
+        }
+    }
+}
+
 /// `[audit]`: where lifecycle events (loads, failures, unloads, reloads) are appended as JSON lines.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

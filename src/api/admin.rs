@@ -101,10 +101,7 @@ pub async fn set_routing(
                 .as_u64()
                 .filter(|v| *v > 0)
                 .ok_or(format!("{field}: expected a version number or null, got {value}"))?;
-            match entry.versions.contains_key(&version) {
-                true => Ok(version),
-                false => Err(format!("{field}: version {version} of '{}' is not loaded", entry.name)),
-            }
+            entry.loaded_version(field, version)
         };
         if let Some(value) = update.get("default") {
             routing.default = if value.is_null() { None } else { Some(loaded("default", value)?) };
@@ -123,8 +120,8 @@ pub async fn set_routing(
                     let weight = canary
                         .get("weight")
                         .and_then(Value::as_f64)
-                        .filter(|w| (0.0..=1.0).contains(w))
-                        .ok_or("canary.weight: expected a number in [0, 1]".to_string())?;
+                        .ok_or("canary.weight: expected a number in [0, 1]".to_string())
+                        .and_then(Canary::checked_weight)?;
                     Some(Canary { version, weight })
                 }
                 other => return Err(format!("canary: expected {{\"version\", \"weight\"}} or null, got {other}")),

@@ -224,11 +224,6 @@ impl DriftWindows {
         counts
     }
 
-    /// Variables observed together (one slot each per observation).
-    pub fn variables(&self) -> usize {
-        self.variables
-    }
-
     /// Observations in the window (the same for every variable).
     pub fn len(&self) -> usize {
         self.len

@@ -208,6 +208,15 @@ impl ModelEntry {
         }
     }
 
+    /// `version` if it is loaded, else why not (`field`: where the routing names it). The one check of a
+    /// routing's versions, for `[models.routing]` at startup and for `PUT /admin/models/{name}/routing`.
+    pub fn loaded_version(&self, field: &str, version: u64) -> Result<u64, String> {
+        match self.versions.contains_key(&version) {
+            true => Ok(version),
+            false => Err(format!("{field}: version {version} of '{}' is not loaded", self.name)),
+        }
+    }
+
     /// The shadow version, when one is set, loaded, and not the version that answered.
     pub fn shadow_of(&self, answering: &ModelVersion) -> Option<&Arc<ModelVersion>> {
         let shadow = self.versions.get(&self.routing.shadow?)?;
