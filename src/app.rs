@@ -5,20 +5,25 @@
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::auth::ApiKeys;
 use crate::config::{Canary, Settings};
 use crate::lifecycle::{AuditLog, Lifecycle, SYSTEM};
 use crate::monitor::prediction_log::PredictionLog;
 use crate::monitor::Metrics;
 use crate::repository::ModelTable;
 use crate::state::AppState;
+use crate::tls::TlsListener;
 
 pub struct Application {
     listener: TcpListener,
+    /// HTTPS when `[server.tls]` is set.
+    tls: Option<Arc<rustls::ServerConfig>>,
     state: AppState,
 }
 
@@ -27,6 +32,8 @@ impl Application {
     /// this returns.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let started = Instant::now();
+        let keys = ApiKeys::load(&settings.auth)?;
+        let tls = settings.server.tls.as_ref().map(crate::tls::server_config).transpose()?;
         let models_settings = settings.models.clone();
         let drift = settings.monitoring.drift_defaults();
         let table = tokio::task::spawn_blocking(move || ModelTable::load(&models_settings, drift))
@@ -59,15 +66,16 @@ impl Application {
                 audit.record(SYSTEM, "load", Some(&entry.name), Some(version.version), detail);
             }
         }
-        let state = AppState::new(settings, table, metrics, prediction_log, Lifecycle::new(audit));
+        let state = AppState::new(settings, table, metrics, prediction_log, Lifecycle::new(audit), keys);
         state.set_ready();
         tracing::info!(
             addr = %listener.local_addr()?,
             models = state.models.load().models.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
+            https = tls.is_some(),
             "ready"
         );
-        Ok(Application { listener, state })
+        Ok(Application { listener, tls, state })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -86,13 +94,19 @@ impl Application {
     /// still served for `shutdown_delay_s`, then the listener closes and in-flight requests get
     /// `shutdown_timeout_s` to finish.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { listener, state } = self;
+        let Application { listener, tls, state } = self;
         let (close, closed) = tokio::sync::oneshot::channel::<()>();
         let app = crate::api::router(state.clone());
-        let server = axum::serve(listener, app).with_graceful_shutdown(async {
+        let closed = async {
             let _ = closed.await;
-        });
-        let mut server = tokio::spawn(server.into_future());
+        };
+        let mut server = match tls {
+            None => tokio::spawn(axum::serve(listener, app).with_graceful_shutdown(closed).into_future()),
+            Some(config) => {
+                let listener = TlsListener::new(listener, config)?;
+                tokio::spawn(axum::serve(listener, app).with_graceful_shutdown(closed).into_future())
+            }
+        };
         crate::lifecycle::spawn_watchers(state.clone());
         tokio::select! {
             result = &mut server => return result.context("server task failed")?.context("server failed"),

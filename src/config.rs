@@ -17,7 +17,44 @@ pub struct Settings {
     pub models: ModelsSettings,
     pub batching: BatchingSettings,
     pub monitoring: MonitoringSettings,
+    pub auth: AuthSettings,
     pub audit: AuditSettings,
+}
+
+/// `[auth]` (DESIGN §9): API keys, and which endpoints need one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// The name of an environment variable holding `id:key` pairs separated by commas (read at startup).
+    pub api_keys_env: Option<String>,
+    /// A file of `id:key` lines (`#` comments and blank lines allowed), re-read on SIGHUP and
+    /// `POST /admin/reload`.
+    pub api_keys_file: Option<PathBuf>,
+    pub protect: Protect,
+    /// Whether `/metrics` needs a key too.
+    pub protect_metrics: bool,
+}
+
+/// Which endpoints need an API key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protect {
+    /// None (keys, if any, only name their callers in the logs).
+    #[default]
+    None,
+    /// `/admin/*`.
+    Admin,
+    /// Every endpoint but liveness, readiness (`/health/live`, `/health/ready`, `/v2/health/*`) and
+    /// `/metrics` (unless `protect_metrics`).
+    All,
+}
+
+/// `[server.tls]`: serve HTTPS with this certificate chain and private key (PEM files).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
 }
 
 /// Where a model's unpinned requests go (DESIGN §8). Pinned requests (`/versions/{v}/`) bypass it.
@@ -76,6 +113,8 @@ pub struct ServerSettings {
     pub shutdown_delay_s: f64,
     /// Then wait at most this long for in-flight requests.
     pub shutdown_timeout_s: f64,
+    /// HTTPS (none: plain HTTP, TLS ended at the ingress).
+    pub tls: Option<TlsSettings>,
 }
 
 impl Default for ServerSettings {
@@ -89,6 +128,7 @@ impl Default for ServerSettings {
             max_in_flight: 1024,
             shutdown_delay_s: 0.0,
             shutdown_timeout_s: 30.0,
+            tls: None,
         }
     }
 }

@@ -9,13 +9,16 @@
 //! - [`monitor`]: Prometheus metrics, drift windows, live accuracy from feedback, the prediction log.
 //! - [`answer`]: how one prediction reads in answers and in the prediction log.
 //! - [`api`]: the HTTP routes; it only translates between HTTP and the layers below.
+//! - [`auth`]: API keys: which endpoints need one, and the key id that names a caller.
 //! - [`app`]: builds the [`app::Application`] (state, router, listener) and shuts it down gracefully.
+//! - [`tls`]: HTTPS with rustls when `[server.tls]` is set.
 //! - [`cli`]: the `check` and `healthcheck` commands; [`score`]: batch scoring of CSV files; [`profile`]: drift
 //!   reference profiles from training data.
 
 pub mod answer;
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod lifecycle;
@@ -28,3 +31,4 @@ pub mod score;
 pub mod shadow;
 pub mod state;
 pub mod telemetry;
+pub mod tls;

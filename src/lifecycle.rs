@@ -133,10 +133,33 @@ pub enum Trigger {
     Poll,
 }
 
-/// Rescans the repository and swaps the result in. Answers what changed; an unreadable repository changes
-/// nothing and is an error (audited).
-pub async fn reload(state: &AppState, actor: &str, trigger: Trigger) -> anyhow::Result<Vec<Change>> {
+/// What a reload did.
+pub struct Reloaded {
+    pub changes: Vec<Change>,
+    /// Asked-for reloads re-read `[auth] api_keys_file`: the keys held now, or why the old ones stay.
+    pub api_keys: Option<Result<usize, String>>,
+}
+
+/// `{"count": n}` or `{"error": reason}`: never a key, never an id.
+pub fn keys_json(keys: &Result<usize, String>) -> Value {
+    match keys {
+        Ok(count) => json!({"count": count}),
+        Err(error) => json!({"error": error}),
+    }
+}
+
+/// Rescans the repository and swaps the result in; a reload asked for (SIGHUP, `POST /admin/reload`) also
+/// re-reads the API key file. Answers what changed; an unreadable repository changes nothing and is an error
+/// (audited).
+pub async fn reload(state: &AppState, actor: &str, trigger: Trigger) -> anyhow::Result<Reloaded> {
     let _serial = state.lifecycle.rescanning.lock().await;
+    let api_keys = (trigger == Trigger::Asked && state.keys.has_file()).then(|| {
+        let reread = state.keys.reload();
+        if let Err(error) = &reread {
+            tracing::error!(%error, "API keys not reloaded: the keys held stay");
+        }
+        reread
+    });
     let current = state.models.load_full();
     let previous = current.clone();
     let scanning = state.clone();
@@ -150,16 +173,24 @@ pub async fn reload(state: &AppState, actor: &str, trigger: Trigger) -> anyhow::
         Ok(rescanned) => rescanned,
         Err(error) => {
             let reason = error.to_string();
-            state.lifecycle.audit.record(actor, "reload", None, None, json!({"error": reason}));
+            let mut detail = json!({"error": reason});
+            if let Some(keys) = &api_keys {
+                detail["api_keys"] = keys_json(keys);
+            }
+            state.lifecycle.audit.record(actor, "reload", None, None, detail);
             anyhow::bail!("rescan failed: {reason}");
         }
     };
     apply(state, &previous, next, &changes, actor);
     if trigger == Trigger::Asked || !changes.is_empty() {
         let summary: Vec<String> = changes.iter().map(describe).collect();
-        state.lifecycle.audit.record(actor, "reload", None, None, json!({"changes": summary}));
+        let mut detail = json!({"changes": summary});
+        if let Some(keys) = &api_keys {
+            detail["api_keys"] = keys_json(keys);
+        }
+        state.lifecycle.audit.record(actor, "reload", None, None, detail);
     }
-    Ok(changes)
+    Ok(Reloaded { changes, api_keys })
 }
 
 /// Registers the metrics of loaded versions, swaps `next` in, and audits every change; versions that left
@@ -325,7 +356,7 @@ pub fn spawn_watchers(state: AppState) {
         };
         tokio::spawn(async move {
             while hangups.recv().await.is_some() {
-                tracing::info!("SIGHUP: rescanning the model repository");
+                tracing::info!("SIGHUP: rescanning the model repository, re-reading the API key file");
                 if let Err(error) = reload(&state, SYSTEM, Trigger::Asked).await {
                     tracing::warn!(%error, "reload on SIGHUP failed");
                 }

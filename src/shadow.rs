@@ -40,6 +40,7 @@ pub fn submit(
     batch: &RecordBatch,
     ids: &[Arc<str>],
     predicted: &[Predicted],
+    caller: Option<Arc<str>>,
 ) {
     let Ok(permit) = state.shadow_slots.clone().try_acquire_owned() else {
         state.metrics.record_shadow_dropped(&shadow.name, &shadow.version_label);
@@ -49,7 +50,7 @@ pub fn submit(
         (state.clone(), answered.clone(), batch.clone(), ids.to_vec(), predicted.to_vec());
     tokio::spawn(async move {
         let _permit = permit;
-        run(&state, &answered, &shadow, &batch, ids, &predicted).await;
+        run(&state, &answered, &shadow, &batch, ids, &predicted, caller).await;
     });
 }
 
@@ -60,6 +61,7 @@ async fn run(
     batch: &RecordBatch,
     ids: Vec<Arc<str>>,
     predicted: &[Predicted],
+    caller: Option<Arc<str>>,
 ) {
     let started = Instant::now();
     let rows = batch.len();
@@ -99,6 +101,7 @@ async fn run(
             output: &output,
             fallback: false,
             shadow: true,
+            key_id: caller,
             time: SystemTime::now(),
             latency_us: started.elapsed().as_micros() as u64,
         });

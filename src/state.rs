@@ -11,6 +11,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 
+use crate::auth::ApiKeys;
 use crate::config::Settings;
 use crate::lifecycle::Lifecycle;
 use crate::monitor::feedback::FeedbackStore;
@@ -33,6 +34,8 @@ pub struct Shared {
     pub shadow_slots: Arc<Semaphore>,
     /// Rescans of the repository, and the audit log.
     pub lifecycle: Lifecycle,
+    /// The API keys accepted, and which paths need one.
+    pub keys: ApiKeys,
     /// Permits for requests inside handlers (`max_in_flight`); none left → 429 at once.
     pub in_flight: Arc<Semaphore>,
     ready: AtomicBool,
@@ -57,6 +60,7 @@ impl AppState {
         metrics: Metrics,
         prediction_log: Option<PredictionLog>,
         lifecycle: Lifecycle,
+        keys: ApiKeys,
     ) -> AppState {
         let pool = InferencePool::start(&settings.batching);
         let in_flight = Arc::new(Semaphore::new(settings.server.max_in_flight));
@@ -69,6 +73,7 @@ impl AppState {
             feedback,
             prediction_log,
             lifecycle,
+            keys,
             shadow_slots: Arc::new(Semaphore::new(crate::shadow::SHADOW_QUEUE)),
             in_flight,
             ready: AtomicBool::new(false),

@@ -228,3 +228,56 @@ fn sighup_loads_a_published_version_and_the_audit_log_records_it() {
     assert!(events.iter().all(|e| e["actor"] == "system"), "{events:?}");
     assert_eq!(events[0]["detail"]["at"], "startup");
 }
+
+/// The status code of `GET path` on 127.0.0.1:`port`, with `Authorization: Bearer key` when given.
+#[cfg(unix)]
+fn status_of(port: u16, path: &str, key: Option<&str>) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let auth = key.map(|k| format!("Authorization: Bearer {k}\r\n")).unwrap_or_default();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    answer.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(unix)]
+#[test]
+fn sighup_rotates_the_api_keys_of_the_real_binary() {
+    use std::time::{Duration, Instant};
+
+    const ALICE: &str = "alice-key-0123456789abcdef";
+    const BOB: &str = "bob-key-fedcba9876543210";
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.txt");
+    std::fs::write(&keys, format!("alice:{ALICE}\n")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = inferd()
+        .args(["serve", "--config", "config.toml"])
+        .env("INFERD_SERVER__PORT", port.to_string())
+        .env("INFERD_MODELS__POLL_INTERVAL_S", "0")
+        .env("INFERD_AUTH__PROTECT", "all")
+        .env("INFERD_AUTH__API_KEYS_FILE", &keys)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while status_of(port, "/health/ready", None) != Some(200) {
+        assert!(started.elapsed() < Duration::from_secs(30), "not ready within 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(status_of(port, "/models", None), Some(401));
+    assert_eq!(status_of(port, "/models", Some(ALICE)), Some(200));
+    assert_eq!(status_of(port, "/models", Some(BOB)), Some(401));
+
+    std::fs::write(&keys, format!("bob:{BOB}\n")).unwrap();
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    while status_of(port, "/models", Some(BOB)) != Some(200) {
+        assert!(started.elapsed() < Duration::from_secs(30), "bob's key not taken after SIGHUP");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(status_of(port, "/models", Some(ALICE)), Some(401), "alice's key is revoked");
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}

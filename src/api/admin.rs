@@ -1,30 +1,39 @@
 //! `/admin/*` (DESIGN §8): rescan the repository now, and read the audit log.
 
 use axum::extract::{Path, Query, State};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use std::sync::Arc;
+
 use super::error::ApiError;
 use super::models;
+use crate::auth::Caller;
 use crate::config::{Canary, Routing};
 use crate::lifecycle::{self, RoutingError};
 use crate::repository::{Change, LookupError, ModelEntry};
 use crate::state::AppState;
 
-/// The actor of admin calls until API keys name callers (`[auth]`): never a key, never a payload.
+/// The actor of admin calls that presented no API key (`[auth] protect = "none"`).
 pub const ANONYMOUS: &str = "anonymous";
+
+/// Who made an admin call, for the audit log: the id of the API key presented, never the key.
+fn actor(caller: &Option<Extension<Caller>>) -> Arc<str> {
+    caller.as_ref().map_or_else(|| ANONYMOUS.into(), |Extension(Caller(id))| id.clone())
+}
 
 /// `POST /admin/reload`: rescans now and answers what changed and every model's versions and states. The
 /// rescan runs in its own task: a caller that gives up (or times out) does not cancel a load halfway.
-pub async fn reload(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn reload(State(state): State<AppState>, caller: Option<Extension<Caller>>) -> Result<Json<Value>, ApiError> {
     let rescanning = state.clone();
-    let changes =
-        tokio::spawn(async move { lifecycle::reload(&rescanning, ANONYMOUS, lifecycle::Trigger::Asked).await })
-            .await
-            .map_err(|e| ApiError::internal(format!("reload task failed: {e}")))?
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-    let changes: Vec<Value> = changes
+    let actor = actor(&caller);
+    let reloaded = tokio::spawn(async move { lifecycle::reload(&rescanning, &actor, lifecycle::Trigger::Asked).await })
+        .await
+        .map_err(|e| ApiError::internal(format!("reload task failed: {e}")))?
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let changes: Vec<Value> = reloaded
+        .changes
         .iter()
         .map(|change| match change {
             Change::Loaded { model, version, replaced } => {
@@ -37,7 +46,11 @@ pub async fn reload(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
         })
         .collect();
     let table = state.models.load();
-    Ok(Json(json!({"changes": changes, "models": models::statuses(&table)})))
+    let mut answer = json!({"changes": changes, "models": models::statuses(&table)});
+    if let Some(keys) = reloaded.api_keys {
+        answer["api_keys"] = lifecycle::keys_json(&keys);
+    }
+    Ok(Json(answer))
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,6 +90,7 @@ fn routing_json(entry: &ModelEntry, routing: &Routing) -> Value {
 pub async fn set_routing(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    caller: Option<Extension<Caller>>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let update: Value = serde_json::from_slice(&body)
@@ -129,7 +143,7 @@ pub async fn set_routing(
         }
         Ok(routing)
     };
-    match lifecycle::set_routing(&state, &name, apply, ANONYMOUS).await {
+    match lifecycle::set_routing(&state, &name, apply, &actor(&caller)).await {
         Ok(routing) => {
             let table = state.models.load();
             let entry = table.models.get(&name).ok_or(LookupError::UnknownModel(name.clone()))?;

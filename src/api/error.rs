@@ -6,6 +6,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::monitor::metrics::REJECTION_REASONS;
 use crate::preprocess::{PreprocessError, PreprocessErrorKind, RecordError, RecordErrorKind};
 use crate::repository::LookupError;
 use crate::runtime::RuntimeError;
@@ -18,6 +19,8 @@ pub struct ApiError {
     pub field: Option<String>,
     /// Seconds for `Retry-After` (overload answers).
     pub retry_after_s: Option<u32>,
+    /// `WWW-Authenticate` (401 answers).
+    pub challenge: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -35,7 +38,7 @@ struct Detail<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), field: None, retry_after_s: None }
+        ApiError { status, code, message: message.into(), field: None, retry_after_s: None, challenge: None }
     }
 
     pub fn with_field(mut self, field: impl Into<String>) -> ApiError {
@@ -81,6 +84,20 @@ impl ApiError {
             .retry_after(1)
     }
 
+    /// 401: no API key, or one inferd does not hold (`invalid`), on an endpoint that needs one.
+    pub fn unauthorized(invalid: bool) -> ApiError {
+        let (message, challenge) = match invalid {
+            false => (
+                "this endpoint needs an API key: send the header Authorization: Bearer <key>",
+                r#"Bearer realm="inferd""#,
+            ),
+            true => ("the API key is not valid", r#"Bearer realm="inferd", error="invalid_token""#),
+        };
+        let mut error = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).with_field("Authorization");
+        error.challenge = Some(challenge);
+        error
+    }
+
     pub fn timeout() -> ApiError {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -91,13 +108,31 @@ impl ApiError {
     }
 }
 
+/// Marks an answer as a refusal, for `inferd_rejected_total{reason}` (counted by the request layer).
+#[derive(Debug, Clone, Copy)]
+pub struct Rejected(pub &'static str);
+
+impl ApiError {
+    /// The headers every rendering of this error carries (`Retry-After`, `WWW-Authenticate`), and the
+    /// [`Rejected`] mark when it refuses a request before any work.
+    pub fn decorate(&self, response: &mut Response) {
+        if let Some(seconds) = self.retry_after_s {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(challenge) = self.challenge {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
+        if let Some(reason) = REJECTION_REASONS.iter().find(|r| **r == self.code) {
+            response.extensions_mut().insert(Rejected(reason));
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Body { error: Detail { code: self.code, message: &self.message, field: self.field.as_deref() } };
         let mut response = (self.status, axum::Json(body)).into_response();
-        if let Some(seconds) = self.retry_after_s {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
+        self.decorate(&mut response);
         response
     }
 }

@@ -14,11 +14,11 @@ use crate::repository::{ModelTable, ModelVersion};
 use crate::state::AppState;
 
 pub async fn document(State(state): State<AppState>) -> Json<Value> {
-    Json(build(&state.models.load(), state.settings.server.max_instances))
+    Json(build(&state.models.load(), state.settings.server.max_instances, &|path| state.keys.guards(path)))
 }
 
-/// The whole document for the models of `table`.
-pub fn build(table: &ModelTable, max_instances: usize) -> Value {
+/// The whole document for the models of `table`; `guarded` says which paths need an API key.
+pub fn build(table: &ModelTable, max_instances: usize, guarded: &dyn Fn(&str) -> bool) -> Value {
     let mut paths = Map::new();
     let mut schemas = shared_schemas();
     let mut add = |path: String, item: Value| {
@@ -37,6 +37,21 @@ pub fn build(table: &ModelTable, max_instances: usize) -> Value {
     add("/openapi.json".into(), get("This document", ok_json("Document")));
     add("/models".into(), get("The models served, their versions and states", ok_json("ModelList")));
     add("/feedback".into(), feedback_path(max_instances));
+    add(
+        "/admin/reload".into(),
+        json!({"post": {
+            "summary": "Rescan the model repository now (and re-read the API key file): what changed, every model's versions and states",
+            "responses": responses(&[("200", "Reload"), ("500", "Error")]),
+        }}),
+    );
+    add(
+        "/admin/audit".into(),
+        json!({"get": {
+            "summary": "The last lifecycle events (loads, failures, unloads, routing changes, reloads), oldest first",
+            "parameters": [{"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0, "default": 100}}],
+            "responses": responses(&[("200", "AuditEvents"), ("400", "Error")]),
+        }}),
+    );
     add("/v2".into(), get("KServe V2 server metadata", ok_json("V2ServerMetadata")));
     add("/v2/health/live".into(), get("KServe V2 liveness", ok_json("V2Live")));
     add(
@@ -63,6 +78,7 @@ pub fn build(table: &ModelTable, max_instances: usize) -> Value {
             format!("/models/{name}"),
             get(&format!("Model '{name}': versions, features, outputs, card"), model_responses()),
         );
+        add(format!("/admin/models/{name}/routing"), routing_path(name, entry.versions.keys().copied().collect()));
         add(
             format!("/models/{name}/predict"),
             predict_path(current, &format!("model '{name}'"), None, &examples, max_instances),
@@ -94,6 +110,22 @@ pub fn build(table: &ModelTable, max_instances: usize) -> Value {
             v2_infer_path(current, Some(&versions), &examples),
         );
     }
+    let mut secured = false;
+    for (path, item) in paths.iter_mut().filter(|(path, _)| guarded(path)) {
+        secured = true;
+        for operation in item.as_object_mut().into_iter().flat_map(|ops| ops.values_mut()) {
+            operation["security"] = json!([{"bearer": []}]);
+            operation["responses"]["401"] = json!({
+                "description": "No API key, or one the server does not hold (WWW-Authenticate: Bearer)",
+                "content": json_content(reference(if path.starts_with("/v") { "V2Error" } else { "Error" })),
+            });
+        }
+    }
+    let mut components = json!({"schemas": schemas});
+    if secured {
+        components["securitySchemes"] =
+            json!({"bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <API key>"}});
+    }
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -102,7 +134,44 @@ pub fn build(table: &ModelTable, max_instances: usize) -> Value {
             "description": "Model serving with drift monitoring. Prediction paths are listed per served model; KServe V2 also takes binary tensor data (Inference-Header-Content-Length), which OpenAPI cannot describe.",
         },
         "paths": paths,
-        "components": {"schemas": schemas},
+        "components": components,
+    })
+}
+
+/// `GET` and `PUT /admin/models/{name}/routing`: the versions a routing may name are the loaded ones.
+fn routing_path(name: &str, loaded: Vec<u64>) -> Value {
+    let version_or_null = json!({"enum": loaded.iter().map(|v| json!(v)).chain([Value::Null]).collect::<Vec<_>>()});
+    let update = json!({
+        "type": "object",
+        "properties": {
+            "default": version_or_null,
+            "shadow": version_or_null,
+            "canary": {"oneOf": [
+                {"type": "null"},
+                {
+                    "type": "object",
+                    "properties": {"version": {"enum": loaded}, "weight": {"type": "number", "minimum": 0, "maximum": 1}},
+                    "required": ["version", "weight"],
+                    "additionalProperties": false,
+                },
+            ]},
+        },
+        "additionalProperties": false,
+    });
+    let answers = || responses(&[("200", "Routing"), ("404", "Error")]);
+    let mut put_answers = answers();
+    for (status, why) in
+        [("400", "The body is not JSON"), ("422", "A version not loaded, a weight outside [0, 1], an unknown key")]
+    {
+        put_answers[status] = json!({"description": why, "content": json_content(reference("Error"))});
+    }
+    json!({
+        "get": {"summary": format!("Model '{name}': its routing (default, canary, shadow) and loaded versions"), "responses": answers()},
+        "put": {
+            "summary": format!("Model '{name}': change its routing; absent keys stay, null clears"),
+            "requestBody": {"required": true, "content": json_content(update)},
+            "responses": put_answers,
+        },
     })
 }
 
@@ -448,6 +517,35 @@ fn shared_schemas() -> Map<String, Value> {
             "required": ["error"],
         },
         "V2Error": {"type": "object", "properties": {"error": string}, "required": ["error"]},
+        "Reload": {
+            "type": "object",
+            "properties": {
+                "changes": {"type": "array", "items": {"type": "object", "properties": {"model": string, "version": {"type": "integer"}, "action": {"enum": ["loaded", "reloaded", "failed", "unloaded"]}, "reason": string}, "required": ["model", "version", "action"]}},
+                "models": {"type": "array"},
+                "api_keys": {"type": "object", "properties": {"count": {"type": "integer", "minimum": 0}, "error": string}},
+            },
+            "required": ["changes", "models"],
+        },
+        "AuditEvents": {
+            "type": "object",
+            "properties": {"events": {"type": "array", "items": {
+                "type": "object",
+                "properties": {"time": string, "actor": string, "action": {"enum": ["load", "load_failed", "unload", "routing", "reload"]}, "model": {"type": ["string", "null"]}, "version": {"type": ["integer", "null"]}, "detail": {}},
+                "required": ["time", "actor", "action", "model", "version", "detail"],
+            }}},
+            "required": ["events"],
+        },
+        "Routing": {
+            "type": "object",
+            "properties": {
+                "default": {"type": ["integer", "null"]},
+                "shadow": {"type": ["integer", "null"]},
+                "canary": {"oneOf": [{"type": "null"}, {"type": "object", "properties": {"version": {"type": "integer"}, "weight": number}, "required": ["version", "weight"]}]},
+                "serving_default": {"type": "integer"},
+                "loaded_versions": {"type": "array", "items": {"type": "integer"}},
+            },
+            "required": ["default", "canary", "shadow", "serving_default", "loaded_versions"],
+        },
         "Status": {"type": "object", "properties": {"status": string}, "required": ["status"]},
         "Health": {
             "type": "object",

@@ -11,6 +11,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use serde::ser::{SerializeSeq, Serializer};
 use serde::Serialize;
 
@@ -21,30 +22,38 @@ use super::serve::{self, off_executor, INLINE_BODY_BYTES, INLINE_ROWS};
 use super::v2::V2Error;
 use super::ServedBy;
 use crate::answer::Answer;
+use crate::auth::Caller;
 use crate::repository::ModelVersion;
 use crate::runtime::ModelOutput;
 use crate::state::AppState;
 
-pub async fn predict_default(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    predict(state, None, None, Style::Inferd, headers, body).await
+pub async fn predict_default(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    predict(state, None, None, Style::Inferd, Request { caller: key_id(caller), headers, body }).await
 }
 
 pub async fn predict_model(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    caller: Option<Extension<Caller>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    predict(state, Some(name), None, Style::Inferd, headers, body).await
+    predict(state, Some(name), None, Style::Inferd, Request { caller: key_id(caller), headers, body }).await
 }
 
 pub async fn predict_version(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
+    caller: Option<Extension<Caller>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    predict(state, Some(name), Some(version), Style::Inferd, headers, body).await
+    predict(state, Some(name), Some(version), Style::Inferd, Request { caller: key_id(caller), headers, body }).await
 }
 
 /// `POST /v1/models/{name}:predict` (KServe V1, TF Serving): `{"instances": [...]}` in, `{"predictions":
@@ -52,11 +61,15 @@ pub async fn predict_version(
 pub async fn v1_predict_model(
     State(state): State<AppState>,
     Path(target): Path<String>,
+    caller: Option<Extension<Caller>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     match target.strip_suffix(":predict") {
-        Some(name) => predict(state, Some(name.to_string()), None, Style::V1, headers, body).await,
+        Some(name) => {
+            let request = Request { caller: key_id(caller), headers, body };
+            predict(state, Some(name.to_string()), None, Style::V1, request).await
+        }
         None => V2Error(v1_verb(&target)).into_response(),
     }
 }
@@ -65,11 +78,15 @@ pub async fn v1_predict_model(
 pub async fn v1_predict_version(
     State(state): State<AppState>,
     Path((name, target)): Path<(String, String)>,
+    caller: Option<Extension<Caller>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     match target.strip_suffix(":predict") {
-        Some(version) => predict(state, Some(name), Some(version.to_string()), Style::V1, headers, body).await,
+        Some(version) => {
+            let request = Request { caller: key_id(caller), headers, body };
+            predict(state, Some(name), Some(version.to_string()), Style::V1, request).await
+        }
         None => V2Error(v1_verb(&target)).into_response(),
     }
 }
@@ -85,13 +102,24 @@ enum Style {
     V1,
 }
 
+/// What a prediction handler takes from the request besides its path.
+pub struct Request {
+    /// The id of the API key presented, if any.
+    pub caller: Option<Arc<str>>,
+    pub headers: HeaderMap,
+    pub body: Body,
+}
+
+pub fn key_id(caller: Option<Extension<Caller>>) -> Option<Arc<str>> {
+    caller.map(|Extension(Caller(id))| id)
+}
+
 async fn predict(
     state: AppState,
     model: Option<String>,
     version: Option<String>,
     style: Style,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Response {
     let started = Instant::now();
     let fail = |error: ApiError| match style {
@@ -103,7 +131,7 @@ async fn predict(
         Err(error) => return fail(error.into()),
     };
     let served = ServedBy { model: model.name.clone(), version: model.version_label.clone() };
-    let mut response = match answer(&state, &model, shadow, style, headers, body, started).await {
+    let mut response = match answer(&state, &model, shadow, style, request, started).await {
         Ok(response) => response,
         Err(error) => fail(error),
     };
@@ -116,8 +144,7 @@ async fn answer(
     model: &Arc<ModelVersion>,
     shadow: Option<Arc<ModelVersion>>,
     style: Style,
-    headers: HeaderMap,
-    body: Body,
+    Request { caller, headers, body }: Request,
     started: Instant,
 ) -> Result<Response, ApiError> {
     let limits = &state.settings.server;
@@ -135,7 +162,7 @@ async fn answer(
         Ok((request, input))
     };
     let (mut request, input) = if large { off_executor(parse).await? } else { parse()? };
-    let served = serve::run(state, model, shadow, &request.batch, input, request.ids.take()).await?;
+    let served = serve::run(state, model, shadow, &request.batch, input, request.ids.take(), caller).await?;
 
     let rows = request.batch.len();
     let render_model = model.clone();

@@ -31,6 +31,8 @@ pub struct Served {
     /// Whether low-confidence labels are answered as the fallback label.
     pub fallback: bool,
     pub timing: InferenceTiming,
+    /// The id of the API key the request presented, for the prediction log.
+    pub caller: Option<Arc<str>>,
 }
 
 /// Runs `input` (the model rows of `batch`) through `model` and monitors the answers. Under
@@ -43,6 +45,7 @@ pub async fn run(
     batch: &RecordBatch,
     input: Vec<f32>,
     given_ids: Option<Vec<Arc<str>>>,
+    caller: Option<Arc<str>>,
 ) -> Result<Served, ApiError> {
     let rows = batch.len();
     let ids = state.feedback.ids(given_ids, rows);
@@ -80,9 +83,9 @@ pub async fn run(
         state.metrics.record_feedback_evictions(evicted);
     }
     if let Some(shadow) = shadow {
-        crate::shadow::submit(state, model, shadow, batch, &ids.ids, &predicted);
+        crate::shadow::submit(state, model, shadow, batch, &ids.ids, &predicted, caller.clone());
     }
-    Ok(Served { ids: ids.ids, output, predicted, fallback, timing })
+    Ok(Served { ids: ids.ids, output, predicted, fallback, timing, caller })
 }
 
 /// Sets `x-inferd-queue-us`, `x-inferd-inference-us` and `x-inferd-total-us`; answers the total.
@@ -106,6 +109,7 @@ pub fn log(state: &AppState, model: &Arc<ModelVersion>, served: Served, batch: &
             output: &served.output,
             fallback: served.fallback,
             shadow: false,
+            key_id: served.caller,
             time: SystemTime::now(),
             latency_us: total.as_micros() as u64,
         });

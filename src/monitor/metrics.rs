@@ -18,6 +18,9 @@ const VERSION_STATE: [&str; 3] = ["model", "version", "state"];
 const FEATURE: [&str; 3] = ["model", "version", "feature"];
 const FEATURE_BIN: [&str; 4] = ["model", "version", "feature", "bin"];
 
+/// Why a request can be refused before any work is done: the error codes `inferd_rejected_total` counts.
+pub const REJECTION_REASONS: [&str; 5] = ["unauthorized", "overloaded", "queue_full", "timeout", "shutting_down"];
+
 /// Latency buckets from 25 µs to ~13 s: a model server's answers range from microseconds (a logistic
 /// regression) to seconds (a large batch), and p99 must be readable at both ends.
 fn latency_buckets() -> Vec<f64> {
@@ -57,6 +60,7 @@ pub struct Metrics {
     shadow_predictions: IntCounterVec,
     shadow_abs_diff: HistogramVec,
     shadow_dropped: IntCounterVec,
+    rejected: IntCounterVec,
     /// Scrape-time updates of counters from cumulative totals must not interleave (they add differences).
     refresh: Mutex<()>,
 }
@@ -234,6 +238,14 @@ impl Metrics {
             "Prediction log records, by outcome (written, dropped).",
             &["outcome"],
         );
+        let rejected = counter(
+            "inferd_rejected_total",
+            "Requests refused before any work, by reason (unauthorized, overloaded, queue_full, timeout, shutting_down).",
+            &["reason"],
+        );
+        for reason in REJECTION_REASONS {
+            rejected.with_label_values(&[reason]); // every reason reads 0 from the first scrape
+        }
         let model_loads = counter(
             "inferd_model_loads_total",
             "Model version lifecycle events, by outcome (loaded, failed, unloaded).",
@@ -258,6 +270,7 @@ impl Metrics {
         Metrics {
             registry,
             model_loads,
+            rejected,
             shadow_predictions,
             shadow_abs_diff,
             shadow_dropped,
@@ -297,6 +310,11 @@ impl Metrics {
     pub fn record_request(&self, model: &str, version: &str, endpoint: &str, code: &str, seconds: f64) {
         self.requests.with_label_values(&[model, version, endpoint, code]).inc();
         self.request_duration.with_label_values(&[model, version, endpoint]).observe(seconds);
+    }
+
+    /// One request refused before any work was done (`reason` is the error code).
+    pub fn record_rejected(&self, reason: &str) {
+        self.rejected.with_label_values(&[reason]).inc();
     }
 
     /// One `/feedback` item: `outcome` is matched, unknown_id or invalid (model and version "" when unknown).

@@ -35,6 +35,8 @@ pub struct Answered<'a> {
     pub fallback: bool,
     /// A shadow version's answers (never returned to the client): marked `"shadow": true` in the log.
     pub shadow: bool,
+    /// The id of the API key the request presented (never the key).
+    pub key_id: Option<Arc<str>>,
     pub time: SystemTime,
     pub latency_us: u64,
 }
@@ -53,6 +55,7 @@ struct LoggedRequest {
     width: usize,
     fallback: bool,
     shadow: bool,
+    key_id: Option<Arc<str>>,
     time: SystemTime,
     latency_us: u64,
 }
@@ -60,7 +63,7 @@ struct LoggedRequest {
 impl LoggedRequest {
     /// `rows`: the sampled records (`None`: every record).
     fn new(answered: Answered<'_>, rows: Option<Vec<u32>>) -> LoggedRequest {
-        let Answered { model, ids, batch, output, fallback, shadow, time, latency_us } = answered;
+        let Answered { model, ids, batch, output, fallback, shadow, key_id, time, latency_us } = answered;
         let (ids, inputs, outputs) = match rows {
             None => (ids, batch.values.clone(), output.values[..batch.len() * output.width].to_vec()),
             Some(rows) => {
@@ -82,6 +85,7 @@ impl LoggedRequest {
             width: output.width,
             fallback,
             shadow,
+            key_id,
             time,
             latency_us,
         }
@@ -266,7 +270,7 @@ fn write_request(request: &LoggedRequest, file: &mut RotatingFile, line: &mut Ve
     (written, dropped)
 }
 
-/// `{"id","time","model","version","input":{…},"output":{…},"latency_us"}` and a newline.
+/// `{"id","time","model","version","input":{…},"output":{…},"key_id","latency_us"}` and a newline.
 fn render_line(line: &mut Vec<u8>, id: &str, time: &str, request: &LoggedRequest, k: usize) -> serde_json::Result<()> {
     let monitor = &request.model.monitor;
     line.extend(b"{\"id\":");
@@ -283,6 +287,8 @@ fn render_line(line: &mut Vec<u8>, id: &str, time: &str, request: &LoggedRequest
     if request.shadow {
         line.extend(b",\"shadow\":true");
     }
+    line.extend(b",\"key_id\":");
+    serde_json::to_writer(&mut *line, &request.key_id)?;
     line.extend(b",\"latency_us\":");
     line.extend(request.latency_us.to_string().as_bytes());
     line.extend(b"}\n");

@@ -125,3 +125,33 @@ pub fn assert_matches_fixture(prediction: &Value, expected: &Value, tolerance: f
     }
     assert_eq!(prediction["confidence"].as_f64().unwrap(), best);
 }
+
+/// POSTs a JSON body of `size` bytes (a one-instance request padded with spaces) over a plain socket the
+/// naive way, the whole body written before the answer is read, `times` times; answers the raw answers.
+/// A server that refuses from the headers must still take the body, or the writes fail with a reset.
+pub async fn post_whole_body_then_read(app: &TestApp, path: &str, size: usize, times: usize) -> Vec<String> {
+    let address = app.address.trim_start_matches("http://").to_string();
+    let path = path.to_string();
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut body = serde_json::to_vec(&serde_json::json!({"instances": [sample_input("breast_cancer")]})).unwrap();
+        body.resize(size, b' ');
+        (0..times)
+            .map(|_| {
+                let mut stream = std::net::TcpStream::connect(&address).unwrap();
+                let head = format!(
+                    "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                stream.write_all(head.as_bytes()).unwrap();
+                stream.write_all(&body).expect("the whole body is taken");
+                let mut answer = String::new();
+                stream.read_to_string(&mut answer).expect("the answer is read, not reset");
+                answer
+            })
+            .collect()
+    })
+    .await
+    .unwrap()
+}

@@ -334,19 +334,56 @@ async fn v1_predict_answers_predictions_and_v2_style_errors() {
     assert_v2_error(app.post_json("/v1/models/wine:predict", &bad).await, 400, "alcohol").await;
 }
 
+/// With `protect = "admin"`, the admin operations (only they) say they need a bearer key and may answer 401;
+/// a routing update may name only loaded versions.
+#[tokio::test]
+async fn openapi_says_which_operations_need_an_api_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, "ops:ops-key-0123456789abcdef\n").unwrap();
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.auth.api_keys_file = Some(keys);
+        s.auth.protect = inferd::config::Protect::Admin;
+    })
+    .await;
+    let document: Value = app.get("/openapi.json").await.json().await.unwrap();
+    assert_eq!(document["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    let paths = document["paths"].as_object().unwrap();
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().unwrap() {
+            let secured = operation.get("security").is_some();
+            assert_eq!(secured, path.starts_with("/admin/"), "{method} {path}");
+            assert_eq!(operation["responses"].get("401").is_some(), secured, "{method} {path}");
+        }
+    }
+    let update = &paths["/admin/models/wine/routing"]["put"]["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!(update["properties"]["default"]["enum"], json!([1, null]));
+}
+
 #[tokio::test]
 async fn openapi_describes_every_endpoint_and_each_models_records() {
     let app = spawn_app().await;
     let document: Value = app.get("/openapi.json").await.json().await.unwrap();
     assert_eq!(document["openapi"], "3.1.0");
     let paths = document["paths"].as_object().unwrap();
-    for path in
-        ["/predict", "/feedback", "/models", "/health/ready", "/metrics", "/openapi.json", "/v2", "/v2/health/ready"]
-    {
+    for path in [
+        "/predict",
+        "/feedback",
+        "/models",
+        "/health/ready",
+        "/metrics",
+        "/openapi.json",
+        "/v2",
+        "/v2/health/ready",
+        "/admin/reload",
+        "/admin/audit",
+    ] {
         assert!(paths.contains_key(path), "{path}");
     }
+    assert!(document["components"].get("securitySchemes").is_none(), "no key needed, none described");
     for model in ["breast_cancer", "wine", "diabetes"] {
         for path in [
+            format!("/admin/models/{model}/routing"),
             format!("/models/{model}/predict"),
             format!("/models/{model}/versions/{{version}}/predict"),
             format!("/v1/models/{model}:predict"),

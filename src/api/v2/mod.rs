@@ -12,13 +12,15 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde_json::{json, Value};
 
 use super::body::read_bytes;
 use super::error::ApiError;
+use super::predict::{key_id, Request};
 use super::serve::{self, off_executor, INLINE_BODY_BYTES};
 use super::ServedBy;
+use crate::auth::Caller;
 use crate::repository::manifest::{FeatureType, Task};
 use crate::repository::{ModelEntry, ModelVersion};
 use crate::state::AppState;
@@ -41,9 +43,7 @@ impl IntoResponse for V2Error {
             _ => error.message.clone(),
         };
         let mut response = (error.status, Json(json!({ "error": message }))).into_response();
-        if let Some(seconds) = error.retry_after_s {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
+        error.decorate(&mut response);
         response
     }
 }
@@ -151,30 +151,32 @@ pub async fn version_ready(
 pub async fn infer_model(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    caller: Option<Extension<Caller>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    infer(state, name, None, headers, body).await
+    infer(state, name, None, Request { caller: key_id(caller), headers, body }).await
 }
 
 /// `POST /v2/models/{name}/versions/{version}/infer`.
 pub async fn infer_version(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
+    caller: Option<Extension<Caller>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    infer(state, name, Some(version), headers, body).await
+    infer(state, name, Some(version), Request { caller: key_id(caller), headers, body }).await
 }
 
-async fn infer(state: AppState, name: String, version: Option<String>, headers: HeaderMap, body: Body) -> Response {
+async fn infer(state: AppState, name: String, version: Option<String>, request: Request) -> Response {
     let started = Instant::now();
     let (model, shadow) = match state.models.load().route(Some(&name), version.as_deref()) {
         Ok(routed) => routed,
         Err(error) => return V2Error(error.into()).into_response(),
     };
     let served_by = ServedBy { model: model.name.clone(), version: model.version_label.clone() };
-    let mut response = match answer_infer(&state, &model, shadow, headers, body, started).await {
+    let mut response = match answer_infer(&state, &model, shadow, request, started).await {
         Ok(response) => response,
         Err(error) => V2Error(error).into_response(),
     };
@@ -186,8 +188,7 @@ async fn answer_infer(
     state: &AppState,
     model: &Arc<ModelVersion>,
     shadow: Option<Arc<ModelVersion>>,
-    headers: HeaderMap,
-    body: Body,
+    Request { caller, headers, body }: Request,
     started: Instant,
 ) -> Result<Response, ApiError> {
     // The body is JSON (or a JSON header and binary tensors) whatever its content type says: clients differ
@@ -205,7 +206,7 @@ async fn answer_infer(
         Ok((request, batch, input))
     };
     let (request, batch, input) = if large { off_executor(parse).await? } else { parse()? };
-    let served = serve::run(state, model, shadow, &batch, input, None).await?;
+    let served = serve::run(state, model, shadow, &batch, input, None, caller).await?;
     let answer = infer::respond(model, &request, &served)?;
     let mut response = match answer.header_length {
         None => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], answer.body).into_response(),
