@@ -1,8 +1,7 @@
 //! `/admin/*` (DESIGN §8): rescan the repository now, and read the audit log.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::{Extension, Json};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use std::sync::Arc;
@@ -53,19 +52,20 @@ pub async fn reload(State(state): State<AppState>, caller: Option<Extension<Call
     Ok(Json(answer))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct AuditQuery {
-    limit: Option<String>,
-}
-
-/// `GET /admin/audit?limit=N`: the last N events (default 100), oldest first.
-pub async fn audit(State(state): State<AppState>, Query(query): Query<AuditQuery>) -> Result<Json<Value>, ApiError> {
-    let limit = match query.limit.as_deref() {
-        None => 100,
-        Some(text) => text.parse::<usize>().map_err(|_| {
-            ApiError::bad_request("invalid_query", format!("limit: expected a non-negative integer, got '{text}'"))
-                .with_field("limit")
-        })?,
+/// `GET /admin/audit?limit=N`: the last N events (default 100), oldest first. The query is read by hand so
+/// that every malformed one (a repeated or non-numeric `limit`) gets a JSON 400 naming it.
+pub async fn audit(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<Value>, ApiError> {
+    let invalid = |message: String| ApiError::bad_request("invalid_query", message).with_field("limit");
+    let mut limits = query.iter().flat_map(|q| q.split('&')).filter_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == "limit").then_some(value)
+    });
+    let limit = match (limits.next(), limits.next()) {
+        (None, _) => 100,
+        (Some(_), Some(_)) => return Err(invalid("limit: given more than once".to_string())),
+        (Some(text), None) => text
+            .parse::<usize>()
+            .map_err(|_| invalid(format!("limit: expected a non-negative integer, got '{text}'")))?,
     };
     Ok(Json(json!({"events": state.lifecycle.audit.recent(limit)})))
 }

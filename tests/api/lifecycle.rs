@@ -206,8 +206,12 @@ async fn the_repository_is_polled() {
 #[tokio::test]
 async fn the_audit_limit_must_be_a_number() {
     let app = spawn_app_with(|_| {}).await;
-    let response = app.get("/admin/audit?limit=ten").await;
-    crate::helpers::assert_error(response, 400, "invalid_query").await;
+    for query in ["limit=ten", "limit=-1", "limit=", "limit=1&limit=2", "limit=null&limit=null"] {
+        let response = app.get(&format!("/admin/audit?{query}")).await;
+        crate::helpers::assert_error(response, 400, "invalid_query").await;
+    }
+    let two: Value = app.get("/admin/audit?other=x&limit=2").await.json().await.unwrap();
+    assert_eq!(two["events"].as_array().unwrap().len(), 2);
     let audit: Value = app.get("/admin/audit").await.json().await.unwrap();
     // Startup loads are audited too.
     assert!(audit["events"].as_array().unwrap().iter().any(|e| e["action"] == "load" && e["actor"] == "system"));
