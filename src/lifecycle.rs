@@ -160,6 +160,12 @@ pub async fn reload(state: &AppState, actor: &str, trigger: Trigger) -> anyhow::
         }
         reread
     });
+    let audit_reload = |mut detail: Value| {
+        if let Some(keys) = &api_keys {
+            detail["api_keys"] = keys_json(keys);
+        }
+        state.lifecycle.audit.record(actor, "reload", None, None, detail);
+    };
     let current = state.models.load_full();
     let previous = current.clone();
     let scanning = state.clone();
@@ -173,22 +179,14 @@ pub async fn reload(state: &AppState, actor: &str, trigger: Trigger) -> anyhow::
         Ok(rescanned) => rescanned,
         Err(error) => {
             let reason = error.to_string();
-            let mut detail = json!({"error": reason});
-            if let Some(keys) = &api_keys {
-                detail["api_keys"] = keys_json(keys);
-            }
-            state.lifecycle.audit.record(actor, "reload", None, None, detail);
+            audit_reload(json!({"error": reason}));
             anyhow::bail!("rescan failed: {reason}");
         }
     };
     apply(state, &previous, next, &changes, actor);
     if trigger == Trigger::Asked || !changes.is_empty() {
         let summary: Vec<String> = changes.iter().map(describe).collect();
-        let mut detail = json!({"changes": summary});
-        if let Some(keys) = &api_keys {
-            detail["api_keys"] = keys_json(keys);
-        }
-        state.lifecycle.audit.record(actor, "reload", None, None, detail);
+        audit_reload(json!({"changes": summary}));
     }
     Ok(Reloaded { changes, api_keys })
 }
@@ -267,12 +265,7 @@ fn apply(state: &AppState, previous: &Arc<ModelTable>, next: ModelTable, changes
 }
 
 fn describe(change: &Change) -> String {
-    match change {
-        Change::Loaded { model, version, replaced: false } => format!("{model}/{version} loaded"),
-        Change::Loaded { model, version, replaced: true } => format!("{model}/{version} reloaded"),
-        Change::Failed { model, version, .. } => format!("{model}/{version} failed"),
-        Change::Unloaded { model, version } => format!("{model}/{version} unloaded"),
-    }
+    format!("{}/{} {}", change.model(), change.version(), change.action())
 }
 
 /// Waits (off the request path) until no request holds the version any more, then removes its series and

@@ -34,14 +34,12 @@ pub async fn reload(State(state): State<AppState>, caller: Option<Extension<Call
     let changes: Vec<Value> = reloaded
         .changes
         .iter()
-        .map(|change| match change {
-            Change::Loaded { model, version, replaced } => {
-                json!({"model": model, "version": version, "action": if *replaced { "reloaded" } else { "loaded" }})
+        .map(|change| {
+            let mut answer = json!({"model": change.model(), "version": change.version(), "action": change.action()});
+            if let Change::Failed { reason, .. } = change {
+                answer["reason"] = json!(reason);
             }
-            Change::Failed { model, version, reason } => {
-                json!({"model": model, "version": version, "action": "failed", "reason": reason})
-            }
-            Change::Unloaded { model, version } => json!({"model": model, "version": version, "action": "unloaded"}),
+            answer
         })
         .collect();
     let table = state.models.load();

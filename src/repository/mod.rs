@@ -288,6 +288,32 @@ pub enum Change {
     Unloaded { model: String, version: u64 },
 }
 
+impl Change {
+    pub fn model(&self) -> &str {
+        match self {
+            Change::Loaded { model, .. } | Change::Failed { model, .. } | Change::Unloaded { model, .. } => model,
+        }
+    }
+
+    pub fn version(&self) -> u64 {
+        match self {
+            Change::Loaded { version, .. } | Change::Failed { version, .. } | Change::Unloaded { version, .. } => {
+                *version
+            }
+        }
+    }
+
+    /// `loaded`, `reloaded`, `failed` or `unloaded`.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Change::Loaded { replaced: false, .. } => "loaded",
+            Change::Loaded { replaced: true, .. } => "reloaded",
+            Change::Failed { .. } => "failed",
+            Change::Unloaded { .. } => "unloaded",
+        }
+    }
+}
+
 impl ModelTable {
     /// Scans the repository and loads what the policy selects. Any broken selected version is an error.
     pub fn load(settings: &ModelsSettings, drift: DriftSettings) -> Result<ModelTable, RepositoryError> {
