@@ -8,7 +8,8 @@
 //! A key is never logged: its id is.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
@@ -34,6 +35,8 @@ pub struct ApiKeys {
     /// From the environment: fixed for the life of the process.
     from_env: Vec<(String, String)>,
     keys: ArcSwap<Vec<Key>>,
+    /// The key file's modification time and size when it was last read (polls re-read it when they change).
+    read_stamp: Mutex<Option<(SystemTime, u64)>>,
 }
 
 impl std::fmt::Debug for ApiKeys {
@@ -57,7 +60,12 @@ impl ApiKeys {
             }
             None => Vec::new(),
         };
-        let keys = ApiKeys { settings: settings.clone(), from_env, keys: ArcSwap::from_pointee(Vec::new()) };
+        let keys = ApiKeys {
+            settings: settings.clone(),
+            from_env,
+            keys: ArcSwap::from_pointee(Vec::new()),
+            read_stamp: Mutex::new(None),
+        };
         let count = keys.reload().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
         let guarding = settings.protect != Protect::None || settings.protect_metrics;
         anyhow::ensure!(
@@ -74,6 +82,8 @@ impl ApiKeys {
     pub fn reload(&self) -> Result<usize, String> {
         let mut pairs = self.from_env.clone();
         if let Some(path) = &self.settings.api_keys_file {
+            // Stamped before reading: a file changed while being read is read again at the next poll.
+            *self.read_stamp.lock().unwrap_or_else(|e| e.into_inner()) = stamp(path);
             pairs.extend(read_file(path)?);
         }
         let mut keys: Vec<Key> = Vec::with_capacity(pairs.len());
@@ -99,6 +109,14 @@ impl ApiKeys {
     /// Whether a key file is configured (and so re-read on reload).
     pub fn has_file(&self) -> bool {
         self.settings.api_keys_file.is_some()
+    }
+
+    /// Re-reads the key file if its modification time or size changed since it was last read (repository
+    /// polls call this, so a rotated Kubernetes Secret is taken without a signal); None when unchanged.
+    pub fn reload_if_changed(&self) -> Option<Result<usize, String>> {
+        let path = self.settings.api_keys_file.as_ref()?;
+        let changed = stamp(path) != *self.read_stamp.lock().unwrap_or_else(|e| e.into_inner());
+        changed.then(|| self.reload())
     }
 
     /// Whether any key is held.
@@ -137,6 +155,11 @@ impl ApiKeys {
 pub fn bearer(value: &[u8]) -> Option<&[u8]> {
     let scheme = value.get(..7)?;
     scheme.eq_ignore_ascii_case(b"bearer ").then(|| value[7..].trim_ascii()).filter(|key| !key.is_empty())
+}
+
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.modified().ok()?, metadata.len()))
 }
 
 fn read_file(path: &Path) -> Result<Vec<(String, String)>, String> {

@@ -65,6 +65,7 @@ impl AuditLog {
             "version": version,
             "detail": detail,
         });
+        tracing::info!(target: "inferd::audit", %event, "audit");
         if let Some((path, file)) = &mut *self.file.lock().unwrap_or_else(|e| e.into_inner()) {
             let mut line = event.to_string();
             line.push('\n');
@@ -136,7 +137,8 @@ pub enum Trigger {
 /// What a reload did.
 pub struct Reloaded {
     pub changes: Vec<Change>,
-    /// Asked-for reloads re-read `[auth] api_keys_file`: the keys held now, or why the old ones stay.
+    /// The key file re-read (asked-for reloads always, polls when it changed): the keys held now, or why the
+    /// old ones stay.
     pub api_keys: Option<Result<usize, String>>,
 }
 
@@ -149,17 +151,19 @@ pub fn keys_json(keys: &Result<usize, String>) -> Value {
 }
 
 /// Rescans the repository and swaps the result in; a reload asked for (SIGHUP, `POST /admin/reload`) also
-/// re-reads the API key file. Answers what changed; an unreadable repository changes nothing and is an error
+/// re-reads the API key file, and a poll re-reads it when it changed. Answers what changed; an unreadable repository changes nothing and is an error
 /// (audited).
 pub async fn reload(state: &AppState, actor: &str, trigger: Trigger) -> anyhow::Result<Reloaded> {
     let _serial = state.lifecycle.rescanning.lock().await;
-    let api_keys = (trigger == Trigger::Asked && state.keys.has_file()).then(|| {
-        let reread = state.keys.reload();
-        if let Err(error) = &reread {
-            tracing::error!(%error, "API keys not reloaded: the keys held stay");
-        }
-        reread
-    });
+    let api_keys = match trigger {
+        Trigger::Asked => state.keys.has_file().then(|| state.keys.reload()),
+        Trigger::Poll => state.keys.reload_if_changed(),
+    };
+    match &api_keys {
+        Some(Ok(count)) => tracing::info!(count, "API key file read"),
+        Some(Err(error)) => tracing::error!(%error, "API keys not reloaded: the keys held stay"),
+        None => {}
+    }
     let audit_reload = |mut detail: Value| {
         if let Some(keys) = &api_keys {
             detail["api_keys"] = keys_json(keys);
@@ -184,7 +188,7 @@ pub async fn reload(state: &AppState, actor: &str, trigger: Trigger) -> anyhow::
         }
     };
     apply(state, &previous, next, &changes, actor);
-    if trigger == Trigger::Asked || !changes.is_empty() {
+    if trigger == Trigger::Asked || !changes.is_empty() || api_keys.is_some() {
         let summary: Vec<String> = changes.iter().map(describe).collect();
         audit_reload(json!({"changes": summary}));
     }

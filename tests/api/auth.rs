@@ -198,3 +198,25 @@ async fn a_refused_large_body_gets_its_answer() {
         assert!(answer.contains("\"unauthorized\""), "{answer}");
     }
 }
+
+/// A repository poll re-reads a key file that changed (a rotated Kubernetes Secret), with no signal or call.
+#[tokio::test]
+async fn polls_take_a_changed_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = key_file(dir.path(), &format!("alice:{ALICE}\n"));
+    let app = app_with_keys(file.clone(), Protect::All, |s| s.models.poll_interval_s = 0.1).await;
+    assert_eq!(get(&app, "/models", Some(ALICE)).await.status(), 200);
+    std::fs::write(&file, format!("bob:{BOB}\n")).unwrap();
+    let started = std::time::Instant::now();
+    while get(&app, "/models", Some(BOB)).await.status() != 200 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the poll did not take the new key file");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(get(&app, "/models", Some(ALICE)).await.status(), 401);
+    let audit: Value = get(&app, "/admin/audit", Some(BOB)).await.json().await.unwrap();
+    let reload = audit["events"].as_array().unwrap().iter().rev().find(|e| e["action"] == "reload").cloned();
+    assert_eq!(
+        reload.map(|e| (e["actor"].clone(), e["detail"]["api_keys"].clone())),
+        Some((json!("system"), json!({"count": 1})))
+    );
+}
