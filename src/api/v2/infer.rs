@@ -170,7 +170,7 @@ pub fn records(
             let rows = matrix_rows(model, name, input)?;
             check_rows(rows, max_instances)?;
             batch.values = match &input.elements {
-                Elements::Numbers(values) => values.iter().map(|x| number(*x)).collect(),
+                Elements::Numbers(values) => numbers(name, values)?,
                 _ => unreachable!("matrix_rows accepts numbers only"),
             };
             check_required(model, &batch, rows)?;
@@ -265,14 +265,18 @@ fn number(x: f64) -> RawValue {
     }
 }
 
+/// The raw values of input `name`'s numbers: NaN is missing, an infinity is refused (JSON has none, so only
+/// binary tensors can send one), whether the input is one feature's column or the whole `[N, F]` matrix.
+fn numbers(name: &str, values: &[f64]) -> Result<Vec<RawValue>, ApiError> {
+    if let Some(x) = values.iter().find(|x| x.is_infinite()) {
+        return Err(bad(format!("input '{name}': {x} is not a finite number")));
+    }
+    Ok(values.iter().copied().map(number).collect())
+}
+
 fn column(name: &str, kind: FeatureType, elements: Elements) -> Result<Vec<RawValue>, ApiError> {
     match (kind, elements) {
-        (FeatureType::Number, Elements::Numbers(values)) => {
-            if let Some(x) = values.iter().find(|x| x.is_infinite()) {
-                return Err(bad(format!("input '{name}': {x} is not a finite number")));
-            }
-            Ok(values.into_iter().map(number).collect())
-        }
+        (FeatureType::Number, Elements::Numbers(values)) => numbers(name, &values),
         (FeatureType::Category, Elements::Bytes(values)) => values
             .into_iter()
             .map(|bytes| match String::from_utf8(bytes) {
