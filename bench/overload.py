@@ -317,7 +317,7 @@ def measure(server: Server, url: str, body: pathlib.Path, db: pathlib.Path, seco
 
 def checks(nominal: dict, overload: dict, probes: dict, alive: bool) -> list:
     """What makes the run fail, in words."""
-    failures = [] if alive else ["the server died during the run"]
+    failures = [] if alive else ["the server died during the run (its exit status and log: above)"]
     for name, phase in (("nominal", nominal), ("overload", overload)):
         errors = phase["client_errors"]
         if errors:
@@ -412,6 +412,9 @@ def main() -> int:
         finally:
             server.stop()
         log_text = server.log_path.read_text(errors="replace")
+        if not alive:
+            tail = "\n".join(log_text.splitlines()[-20:])
+            log(f"the server exited with status {server.process.returncode}; the end of its log:\n{tail}")
 
     failures = checks(nominal, overload, probe_results, alive)
     report = render(args, setup, nominal, overload, memory, probe_results, log_text, failures)
@@ -505,9 +508,10 @@ def render(args, setup: dict, nominal: dict, overload: dict, memory: dict, probe
     out.append("| `inferd_rejected_total`, by reason | " + " | ".join(
         counted(p["rejected"]) if p["rejected"] is not None else "— (not in this build, or server gone)"
         for p in (nominal, overload)) + " |")
-    warnings = sum(1 for line in log_text.splitlines() if " WARN " in line or " ERROR " in line)
+    warnings = sum(1 for line in log_text.splitlines()
+                   if " WARN " in line or " ERROR " in line or line.startswith("Error:"))
     panics = log_text.count("panicked")
-    out += [f"| server log: WARN/ERROR lines, panics (whole run) | — | {warnings}, {panics} |", ""]
+    out += [f"| server log: WARN/ERROR/`Error:` lines, panics (whole run) | — | {warnings}, {panics} |", ""]
 
     if offered < 0.95 * target:
         why = ("the generator was not CPU-bound, so every connection was waiting on the server: it holds each "
