@@ -2,8 +2,8 @@
 //! prediction logs.
 //!
 //! Keys come from the environment variable `[auth] api_keys_env` names (`id:key` pairs separated by commas,
-//! read at startup) and from `[auth] api_keys_file` (one `id:key` per line, re-read on SIGHUP and
-//! `POST /admin/reload`). Only SHA-256 digests of the keys are held, and a presented key is compared with
+//! read at startup) and from `[auth] api_keys_file` (one `id:key` per line, re-read on SIGHUP,
+//! `POST /admin/reload`, and by repository polls when it changed). Only SHA-256 digests of the keys are held, and a presented key is compared with
 //! every one of them in constant time, so neither its length nor how much of it matched shows in the timing.
 //! A key is never logged: its id is.
 
@@ -67,9 +67,8 @@ impl ApiKeys {
             read_stamp: Mutex::new(None),
         };
         let count = keys.reload().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
-        let guarding = settings.protect != Protect::None || settings.protect_metrics;
         anyhow::ensure!(
-            !guarding || count > 0,
+            !keys.guards_anything() || count > 0,
             "configuration: auth.protect ({:?}) or auth.protect_metrics needs API keys: set auth.api_keys_env or \
              auth.api_keys_file",
             settings.protect
@@ -97,13 +96,17 @@ impl ApiKeys {
             }
             keys.push(Key { id: id.as_str().into(), digest });
         }
-        let guarding = self.settings.protect != Protect::None || self.settings.protect_metrics;
-        if guarding && keys.is_empty() && !self.keys.load().is_empty() {
+        if self.guards_anything() && keys.is_empty() && !self.keys.load().is_empty() {
             return Err("no API key left while auth.protect needs one: keeping the keys held".to_string());
         }
         let count = keys.len();
         self.keys.store(Arc::new(keys));
         Ok(count)
+    }
+
+    /// Whether any path needs a key (a protect mode, or `protect_metrics`).
+    fn guards_anything(&self) -> bool {
+        self.settings.protect != Protect::None || self.settings.protect_metrics
     }
 
     /// Whether a key file is configured (and so re-read on reload).
